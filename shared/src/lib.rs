@@ -1,0 +1,21 @@
+//! meeting-relay core. Everything both hosts (the Lambda functions and `relay serve`) run lives
+//! here: the domain (payloads, events, sessions, tokens), the ports (stores) with their
+//! adapters, and the request handlers.
+
+pub mod auth;
+pub mod bot_id;
+pub mod config;
+pub mod event;
+pub mod idempotency;
+pub mod payload;
+pub mod session;
+pub mod store;
+pub mod telemetry;
+pub mod testdata;
+pub mod token;
+pub mod webhook;
+
+pub use bot_id::BotId;
+pub use event::{EventId, EventKind, Family, NewEvent, StoredEvent};
+pub use session::{Session, Status};
+pub use store::{Appended, EventStore, StoreError};
