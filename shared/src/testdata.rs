@@ -66,7 +66,7 @@ fn segments(minutes: u32, seed: u64) -> Vec<Value> {
     out
 }
 
-/// MeetingBaaS v1 `complete` for a meeting of `minutes` (an hour is ~0.7 MB).
+/// MeetingBaaS v1 `complete` for a meeting of `minutes` (an hour is ~0.5 MB).
 pub fn v1_complete(bot_id: &str, minutes: u32, seed: u64) -> String {
     json!({
         "event": "complete",
@@ -84,9 +84,31 @@ pub fn v1_complete(bot_id: &str, minutes: u32, seed: u64) -> String {
 }
 
 /// MeetingBaaS v2 `bot.completed` for a meeting of `minutes`: the transcript appears as raw
-/// transcription, transcription and diarization, so an hour is several MB.
+/// transcription, transcription and diarization, so an hour is ~1.9 MB.
 pub fn v2_completed(bot_id: &str, minutes: u32, seed: u64) -> String {
     let segs = segments(minutes, seed);
+    // Providers' raw output is wordier: confidence, punctuation, speaker and language per word.
+    let raw: Vec<Value> = segs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let words: Vec<Value> = s["words"]
+                .as_array()
+                .map(|ws| {
+                    ws.iter()
+                        .map(|w| {
+                            json!({
+                                "word": w["word"], "punctuated_word": w["word"], "start": w["start"],
+                                "end": w["end"], "confidence": 0.9 + (i % 10) as f64 / 100.0,
+                                "speaker": i % SPEAKERS.len(), "speaker_confidence": 0.87, "language": "en",
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"id": i, "channel": 0, "speaker": s["speaker"], "start": s["start_time"], "end": s["end_time"], "words": words})
+        })
+        .collect();
     let diarization: Vec<Value> = segs
         .iter()
         .map(|s| json!({"speaker": s["speaker"], "start": s["start_time"], "end": s["end_time"]}))
@@ -105,7 +127,7 @@ pub fn v2_completed(bot_id: &str, minutes: u32, seed: u64) -> String {
             "video": format!("https://cdn.meetingbaas.com/{bot_id}/video.mp4"),
             "audio": format!("https://cdn.meetingbaas.com/{bot_id}/audio.flac"),
             "diarization": diarization,
-            "raw_transcription": segs,
+            "raw_transcription": {"utterances": raw, "metadata": {"audio_duration": minutes * 60, "number_of_distinct_channels": 1}},
             "transcription": segs,
             "transcription_provider": "gladia",
             "transcription_ids": ["tr_1"],
@@ -154,7 +176,8 @@ mod tests {
             .sum();
         // 120–200 words a minute is how people talk in meetings.
         assert!((120 * 60..200 * 60).contains(&words), "{words} words");
-        assert!(v2_completed("b", 60, 7).len() > 2_000_000);
+        let v2 = v2_completed("b", 60, 7).len();
+        assert!(v2 > 1_500_000, "{v2} bytes");
         assert!(v1_complete_of_size("b", 5_000_000, 1).len() >= 5_000_000);
     }
 }
