@@ -1,1 +1,60 @@
-fn main() {}
+//! `relay`: the local host of meeting-relay (`relay serve`) and the operator's CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod apigw;
+mod client;
+mod secrets;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "relay", version, about = "meeting-relay: MeetingBaaS webhooks to live browser updates")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole stack in one process: webhook route, REST routes, WebSocket, stream.
+    Serve(serve::ServeArgs),
+    /// Mint a client token (JWT, HS256, RELAY_CLIENT_SECRET).
+    Token(client::TokenArgs),
+    /// Post the seed's test event to a webhook URL, authenticated with the configured key.
+    SendTestEvent(client::SendTestEventArgs),
+}
+
+/// Where `relay serve` keeps data and development secrets.
+#[derive(clap::Args, Clone)]
+pub struct DataDir {
+    #[arg(long, default_value = ".relay-data", env = "RELAY_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("relay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Token(args) => client::token(args),
+            Command::SendTestEvent(args) => client::send_test_event(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The operator's commands that talk to a running relay (local or deployed).
+
+use std::time::Duration;
+
+use serde_json::json;
+use shared::config::Config;
+use shared::token::{Claims, Scope, TokenKeys};
+
+use crate::DataDir;
+use crate::secrets;
+
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(clap::Args)]
+pub struct TokenArgs {
+    /// Bot id the token may see; repeat for several, `*` for all.
+    #[arg(long = "bot", required = true)]
+    bots: Vec<String>,
+    #[arg(long, value_enum, default_value = "read")]
+    scope: ScopeArg,
+    /// Lifetime: a number with s, m, h or d (`90m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+    /// Subject claim (who the token is for).
+    #[arg(long, default_value = "relay-cli")]
+    sub: String,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    Read,
+    Control,
+}
+
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30m, 1h or 7d"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("ttl must be more than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The client secret: `RELAY_CLIENT_SECRET`, else the data dir's development secret.
+fn client_secret(config: &Config, data: &DataDir) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(s) = &config.client_secret {
+        return Ok(s.clone());
+    }
+    match secrets::load(&data.data_dir)? {
+        Some(dev) => Ok(dev.client_secret),
+        None => Err("no RELAY_CLIENT_SECRET set and no development secrets in the data dir (run `relay serve` once, or set RELAY_CLIENT_SECRET)".into()),
+    }
+}
+
+pub fn token(args: TokenArgs) -> CliResult {
+    let config = Config::from_env()?;
+    for bot in &args.bots {
+        if bot != "*" {
+            shared::BotId::parse(bot)?;
+        }
+    }
+    let keys = TokenKeys::new(&client_secret(&config, &args.data)?)?;
+    let claims = Claims {
+        sub: args.sub,
+        exp: chrono::Utc::now().timestamp() + args.ttl.as_secs() as i64,
+        bots: args.bots,
+        scope: match args.scope {
+            ScopeArg::Read => Scope::Read,
+            ScopeArg::Control => Scope::Control,
+        },
+    };
+    println!("{}", keys.mint(&claims)?);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct SendTestEventArgs {
+    /// Webhook URL (a deployed stack's, or the local one).
+    #[arg(long, default_value = "http://127.0.0.1:8000/api/meeting-bot/webhook")]
+    url: String,
+    /// Seed event type.
+    #[arg(long = "type", default_value = "meeting.started")]
+    event_type: String,
+    #[arg(long, default_value = "test-123")]
+    bot: String,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+/// Posts `{"type":…,"data":{"botId":…}}` like the seed's curl example, with the first API
+/// key, or signed with the webhook secret when only that is configured.
+pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
+    let config = Config::from_env()?;
+    let body = json!({"type": args.event_type, "data": {"botId": args.bot}}).to_string();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let mut req = http.post(&args.url).header("content-type", "application/json");
+    let first_key = config
+        .auth
+        .api_keys
+        .as_deref()
+        .and_then(|keys| keys.split(',').map(str::trim).find(|k| !k.is_empty()))
+        .map(str::to_owned);
+    if let Some(key) = first_key {
+        req = req.header("x-meeting-baas-api-key", key);
+    } else if let Some(secret) = &config.auth.webhook_secret {
+        let id = format!("msg_{:016x}", rand::random::<u64>());
+        let ts = chrono::Utc::now().timestamp();
+        let sig = shared::auth::sign(secret, &id, ts, body.as_bytes())?;
+        req = req.header("webhook-id", id).header("webhook-timestamp", ts.to_string()).header("webhook-signature", sig);
+    } else if let Some(secret) = &config.auth.callback_secret {
+        req = req.header("x-mb-secret", secret);
+    } else if let Some(dev) = secrets::load(&args.data.data_dir)? {
+        req = req.header("x-meeting-baas-api-key", dev.api_key);
+    } else {
+        return Err("no MEETINGBAAS_API_KEY, MEETINGBAAS_WEBHOOK_SECRET or MEETINGBAAS_CALLBACK_SECRET set, and no development secrets in the data dir".into());
+    }
+    let resp = req.body(body).send().await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    println!("{} {}", status.as_u16(), text);
+    if status.is_success() { Ok(()) } else { Err(format!("webhook answered {status}").into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert_eq!(parse_ttl("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_ttl("0s").is_err() && parse_ttl("1w").is_err() && parse_ttl("h").is_err());
+    }
+}

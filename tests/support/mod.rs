@@ -1,0 +1,248 @@
+//! Test support: the real `relay` binary on a free loopback port, real HTTP, real stores.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const API_KEY: &str = "test-api-key-4f1c9a";
+pub const API_KEY_2: &str = "rotated-api-key-77d0e2b1";
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const CALLBACK_SECRET: &str = "cb-secret-0d9e8f7a6b";
+pub const CLIENT_SECRET: &str = "client-secret-1a2b3c4d5e6f";
+
+/// Settings the relay reads; cleared so the caller's environment cannot leak into a test.
+pub const SETTINGS: [&str; 10] = [
+    "MEETINGBAAS_API_KEY",
+    "MEETINGBAAS_WEBHOOK_SECRET",
+    "MEETINGBAAS_CALLBACK_SECRET",
+    "RELAY_CLIENT_SECRET",
+    "RELAY_LISTEN",
+    "RELAY_DATA_DIR",
+    "EVENTS_TABLE",
+    "MAX_BODY_BYTES",
+    "RETENTION_DAYS",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+];
+
+/// Every configured secret, for leak checks.
+pub const SECRETS: [&str; 5] = [API_KEY, API_KEY_2, WEBHOOK_SECRET, CALLBACK_SECRET, CLIENT_SECRET];
+
+pub struct Relay {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    args: Vec<String>,
+}
+
+pub struct RelayOptions {
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// No secrets in the environment: development mode, as a new user first runs it.
+    pub bare: bool,
+}
+
+impl RelayOptions {
+    pub fn new(data_dir: &Path) -> Self {
+        Self { data_dir: data_dir.to_owned(), extra_args: Vec::new(), env: Vec::new(), bare: false }
+    }
+}
+
+impl Relay {
+    pub fn start(opts: RelayOptions) -> Relay {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            opts.data_dir.display().to_string(),
+        ];
+        args.extend(opts.extra_args.iter().cloned());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
+        cmd.args(&args);
+        for var in SETTINGS {
+            cmd.env_remove(var);
+        }
+        if !opts.bare {
+            cmd.env("MEETINGBAAS_API_KEY", format!("{API_KEY},{API_KEY_2}"))
+                .env("MEETINGBAAS_WEBHOOK_SECRET", WEBHOOK_SECRET)
+                .env("MEETINGBAAS_CALLBACK_SECRET", CALLBACK_SECRET)
+                .env("RELAY_CLIENT_SECRET", CLIENT_SECRET);
+        }
+        cmd.env("RUST_LOG", "debug")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1");
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        Self::spawn(cmd, opts.data_dir, args)
+    }
+
+    fn spawn(mut cmd: Command, data_dir: PathBuf, args: Vec<String>) -> Relay {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn relay");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let (lines, tx) = (lines.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "listening"
+                    {
+                        break v["addr"].as_str().expect("addr").to_owned();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("relay did not start listening; output:\n{}", lines.lock().expect("lines").join("\n"));
+                }
+            }
+        };
+        Relay { child, base: format!("http://{addr}"), data_dir, lines, args }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "relay did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+}
+
+/// POSTs `body` to the webhook route with `headers`; returns status and parsed JSON body.
+pub async fn post_webhook(
+    client: &reqwest::Client,
+    relay: &Relay,
+    headers: &[(&str, String)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value, String) {
+    let mut req = client.post(relay.url("/api/meeting-bot/webhook"));
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let resp = req.body(body).send().await.expect("send");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("text");
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, json, text)
+}
+
+pub fn json_key_headers() -> Vec<(&'static str, String)> {
+    vec![("content-type", "application/json".to_owned()), ("x-meeting-baas-api-key", API_KEY.to_owned())]
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A moto server of the test's own (for tests that stop or kill it), from the venv
+/// `scripts/test` makes. Absent: the test fails, it never skips.
+pub struct Moto {
+    pub child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = std::env::var("RELAY_TEST_MOTO_SERVER").unwrap_or_else(|_| {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+            p.display().to_string()
+        });
+        assert!(
+            Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run scripts/test (it installs moto[server] into .venv) or set RELAY_TEST_MOTO_SERVER"
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn moto_server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on {endpoint}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, endpoint }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        assert!(ok.map(|s| s.success()).unwrap_or(false), "kill -{sig} moto");
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.child.id().to_string()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
