@@ -138,15 +138,16 @@ pub fn v2_completed(bot_id: &str, minutes: u32, seed: u64) -> String {
     .to_string()
 }
 
-/// A v1 `complete` of at least `bytes` bytes.
+/// A v1 `complete` of at least `bytes` bytes (and not much more).
 pub fn v1_complete_of_size(bot_id: &str, bytes: usize, seed: u64) -> String {
-    let mut minutes = 60;
+    let per_hour = v1_complete(bot_id, 60, seed).len().max(1);
+    let mut minutes = (60 * bytes).div_ceil(per_hour) as u32;
     loop {
         let body = v1_complete(bot_id, minutes, seed);
         if body.len() >= bytes {
             return body;
         }
-        minutes = minutes * 2;
+        minutes += minutes / 20 + 1;
     }
 }
 
