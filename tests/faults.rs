@@ -43,7 +43,9 @@ async fn sigkill_during_a_burst_loses_nothing_acknowledged() {
                 if resp.status() != 200 {
                     return;
                 }
-                let Ok(v) = resp.json::<serde_json::Value>().await else { return };
+                let Ok(v) = resp.json::<serde_json::Value>().await else {
+                    return;
+                };
                 let id = v["event_id"].as_str().unwrap_or_default().to_owned();
                 acked.lock().await.push((bot, id));
             }
@@ -62,28 +64,48 @@ async fn sigkill_during_a_burst_loses_nothing_acknowledged() {
 
     // Restart on the same data dir; every acknowledged event is there, sessions intact.
     let relay = Relay::start(RelayOptions::new(dir.path()));
-    let store = SqliteStore::open(&relay.data_dir.join("events.sqlite3"), Default::default()).expect("open");
+    let store = SqliteStore::open(&relay.data_dir.join("events.sqlite3"), Default::default())
+        .expect("open");
     for (bot, id) in &acked {
         let bot = BotId::parse(bot).expect("bot");
         let id = EventId::parse(id).expect("event id");
-        assert!(store.event(&bot, &id).await.expect("read").is_some(), "acknowledged {id} lost");
+        assert!(
+            store.event(&bot, &id).await.expect("read").is_some(),
+            "acknowledged {id} lost"
+        );
     }
     for b in 0..4 {
         let bot = BotId::parse(&format!("burst-{b}")).expect("bot");
         let events = store.events_after(&bot, 0, 1000).await.expect("list");
         let n = events.events.len() as u64;
         let seqs: Vec<u64> = events.events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "gap-free after the crash");
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "gap-free after the crash"
+        );
         let session = store.session(&bot).await.expect("session").expect("exists");
         assert_eq!(session.seq, n, "session agrees with its events");
     }
     // And the restarted relay still takes webhooks.
-    let (status, _, text) = post_webhook(&http(), &relay, &json_key_headers(), status_body("burst-0", 999_999_999)).await;
+    let (status, _, text) = post_webhook(
+        &http(),
+        &relay,
+        &json_key_headers(),
+        status_body("burst-0", 999_999_999),
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
 }
 
-async fn send(client: &reqwest::Client, relay: &Relay, bot: &str, i: usize) -> (u16, Option<String>) {
-    let (status, json, _) = post_webhook(client, relay, &json_key_headers(), status_body(bot, i)).await;
+async fn send(
+    client: &reqwest::Client,
+    relay: &Relay,
+    bot: &str,
+    i: usize,
+) -> (u16, Option<String>) {
+    let (status, json, _) =
+        post_webhook(client, relay, &json_key_headers(), status_body(bot, i)).await;
     (status, json["event_id"].as_str().map(str::to_owned))
 }
 
@@ -93,7 +115,12 @@ async fn dynamodb_stopped_then_gone_gives_503_and_keeps_every_acknowledged_event
     let dir = tempfile::tempdir().expect("tempdir");
     let table = format!("faults-{:08x}", rand_u32());
     let mut opts = RelayOptions::new(dir.path());
-    opts.extra_args = vec!["--dynamodb-endpoint".into(), moto.endpoint.clone(), "--events-table".into(), table.clone()];
+    opts.extra_args = vec![
+        "--dynamodb-endpoint".into(),
+        moto.endpoint.clone(),
+        "--events-table".into(),
+        table.clone(),
+    ];
     let relay = Relay::start(opts);
     let client = http();
     let bot = "outage-bot";
@@ -130,7 +157,11 @@ async fn dynamodb_stopped_then_gone_gives_503_and_keeps_every_acknowledged_event
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"], "event store unavailable, retry later");
     }
-    assert!(started.elapsed() < Duration::from_secs(15), "503 took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "503 took {:?}",
+        started.elapsed()
+    );
     moto.signal("CONT");
 
     // Back: the sender's retries succeed, and everything acknowledged is readable.
@@ -139,24 +170,49 @@ async fn dynamodb_stopped_then_gone_gives_503_and_keeps_every_acknowledged_event
         assert_eq!(status, 200);
         acked.push(id.expect("event id"));
     }
-    let store = DynamoStore::new(client_for(Some(&moto.endpoint)).await, table, Default::default());
+    let store = DynamoStore::new(
+        client_for(Some(&moto.endpoint)).await,
+        table,
+        Default::default(),
+    );
     let bot_id = BotId::parse(bot).expect("bot");
     for id in &acked {
         let id = EventId::parse(id).expect("id");
-        assert!(store.event(&bot_id, &id).await.expect("read").is_some(), "acknowledged {id} lost");
+        assert!(
+            store.event(&bot_id, &id).await.expect("read").is_some(),
+            "acknowledged {id} lost"
+        );
     }
     let page = store.events_after(&bot_id, 0, 100).await.expect("list");
-    assert_eq!(page.events.len(), acked.len(), "nothing half-written while moto was stopped");
-    assert_eq!(store.session(&bot_id).await.expect("session").map(|s| s.seq), Some(acked.len() as u64));
+    assert_eq!(
+        page.events.len(),
+        acked.len(),
+        "nothing half-written while moto was stopped"
+    );
+    assert_eq!(
+        store
+            .session(&bot_id)
+            .await
+            .expect("session")
+            .map(|s| s.seq),
+        Some(acked.len() as u64)
+    );
 
     // moto gone (closed port): prompt 503s.
     moto.kill9();
     let started = Instant::now();
     let (status, _) = send(&client, &relay, bot, 99).await;
     assert_eq!(status, 503);
-    assert!(started.elapsed() < Duration::from_secs(10), "503 took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        started.elapsed()
+    );
 }
 
 fn rand_u32() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7)
 }

@@ -22,7 +22,10 @@ fn intake() -> Intake {
 fn key_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("x-meeting-baas-api-key", HeaderValue::from_static("bench-key-1234567890"));
+    h.insert(
+        "x-meeting-baas-api-key",
+        HeaderValue::from_static("bench-key-1234567890"),
+    );
     h
 }
 
@@ -31,29 +34,49 @@ fn bench(c: &mut Criterion) {
     let now = chrono::Utc::now();
     let mut g = c.benchmark_group("intake");
 
-    let status = testdata::v1_status_change("8f0f6c1e-2a7d-4d1b-9c55-0f6f7e3b1a21", "in_call_recording", "2026-11-29T09:03:00.000Z");
+    let status = testdata::v1_status_change(
+        "8f0f6c1e-2a7d-4d1b-9c55-0f6f7e3b1a21",
+        "in_call_recording",
+        "2026-11-29T09:03:00.000Z",
+    );
     let h = key_headers();
     g.throughput(Throughput::Bytes(status.len() as u64));
     g.bench_function("v1_status_change", |b| {
-        b.iter(|| intake.prepare(&h, status.as_bytes(), now).expect("accepted"))
+        b.iter(|| {
+            intake
+                .prepare(&h, status.as_bytes(), now)
+                .expect("accepted")
+        })
     });
 
     let mut signed = HeaderMap::new();
     signed.insert("content-type", HeaderValue::from_static("application/json"));
     signed.insert("svix-id", HeaderValue::from_static("msg_2Lx"));
-    signed.insert("svix-timestamp", HeaderValue::from_str(&now.timestamp().to_string()).expect("ts"));
+    signed.insert(
+        "svix-timestamp",
+        HeaderValue::from_str(&now.timestamp().to_string()).expect("ts"),
+    );
     let sig = sign(SECRET, "msg_2Lx", now.timestamp(), status.as_bytes()).expect("sign");
     signed.insert("svix-signature", HeaderValue::from_str(&sig).expect("sig"));
     g.bench_function("v2_status_change_signed", |b| {
-        b.iter(|| intake.prepare(&signed, status.as_bytes(), now).expect("accepted"))
+        b.iter(|| {
+            intake
+                .prepare(&signed, status.as_bytes(), now)
+                .expect("accepted")
+        })
     });
 
     // ~2 MB: a v1 `complete` of about four hours with word timings.
-    let complete = testdata::v1_complete_of_size("8f0f6c1e-2a7d-4d1b-9c55-0f6f7e3b1a21", 2 * 1024 * 1024, 11);
+    let complete =
+        testdata::v1_complete_of_size("8f0f6c1e-2a7d-4d1b-9c55-0f6f7e3b1a21", 2 * 1024 * 1024, 11);
     g.throughput(Throughput::Bytes(complete.len() as u64));
     g.sample_size(20);
     g.bench_function("v1_complete_2MB", |b| {
-        b.iter(|| intake.prepare(&h, complete.as_bytes(), now).expect("accepted"))
+        b.iter(|| {
+            intake
+                .prepare(&h, complete.as_bytes(), now)
+                .expect("accepted")
+        })
     });
     g.finish();
 }

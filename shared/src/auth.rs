@@ -35,7 +35,9 @@ pub enum AuthConfigError {
         "no webhook authentication configured: set MEETINGBAAS_API_KEY, MEETINGBAAS_WEBHOOK_SECRET or MEETINGBAAS_CALLBACK_SECRET"
     )]
     NothingConfigured,
-    #[error("MEETINGBAAS_WEBHOOK_SECRET is not a valid whsec_ secret (expected whsec_ followed by base64)")]
+    #[error(
+        "MEETINGBAAS_WEBHOOK_SECRET is not a valid whsec_ secret (expected whsec_ followed by base64)"
+    )]
     BadWebhookSecret,
 }
 
@@ -64,8 +66,14 @@ impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthSettings")
             .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
-            .field("callback_secret", &self.callback_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "callback_secret",
+                &self.callback_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -120,11 +128,20 @@ impl Authenticator {
         if api_key_digests.is_empty() && webhook_key.is_none() && callback_digest.is_none() {
             return Err(AuthConfigError::NothingConfigured);
         }
-        Ok(Self { api_key_digests, webhook_key, callback_digest })
+        Ok(Self {
+            api_key_digests,
+            webhook_key,
+            callback_digest,
+        })
     }
 
     /// Checks every configured scheme whose headers are present; the first that matches wins.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<Scheme, AuthError> {
+    pub fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now_unix: i64,
+    ) -> Result<Scheme, AuthError> {
         let mut failure = AuthError::Missing;
         if !self.api_key_digests.is_empty()
             && let Some(sent) = header(headers, "x-meeting-baas-api-key")
@@ -165,9 +182,15 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
 
 /// Standard Webhooks (Svix): HMAC-SHA256 over `{id}.{timestamp}.{body}`, base64, in one or more
 /// space-separated `v1,<sig>` entries; `svix-*` or `webhook-*` headers.
-fn verify_signature(key: &[u8], headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), AuthError> {
+fn verify_signature(
+    key: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+    now_unix: i64,
+) -> Result<(), AuthError> {
     let get = |suffix: &str| {
-        header(headers, &format!("svix-{suffix}")).or_else(|| header(headers, &format!("webhook-{suffix}")))
+        header(headers, &format!("svix-{suffix}"))
+            .or_else(|| header(headers, &format!("webhook-{suffix}")))
     };
     let (id, ts, sigs) = match (get("id"), get("timestamp"), get("signature")) {
         (None, None, None) => return Err(AuthError::Missing),
@@ -190,19 +213,33 @@ fn verify_signature(key: &[u8], headers: &HeaderMap, body: &[u8], now_unix: i64)
     let expected = mac.finalize().into_bytes();
     let mut ok = Choice::from(0);
     for entry in sigs.split(|b| *b == b' ') {
-        let Some(sig) = entry.strip_prefix(b"v1,") else { continue };
+        let Some(sig) = entry.strip_prefix(b"v1,") else {
+            continue;
+        };
         if let Ok(sig) = B64.decode(sig) {
             ok |= expected.as_slice().ct_eq(&sig);
         }
     }
-    if bool::from(ok) { Ok(()) } else { Err(AuthError::Mismatch) }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(AuthError::Mismatch)
+    }
 }
 
 /// Signs like a Standard Webhooks sender: what tests, `relay send-test-event` and the benches use.
-pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, AuthConfigError> {
+pub fn sign(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, AuthConfigError> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = B64.decode(b64).map_err(|_| AuthConfigError::BadWebhookSecret)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| AuthConfigError::BadWebhookSecret)?;
+    let key = B64
+        .decode(b64)
+        .map_err(|_| AuthConfigError::BadWebhookSecret)?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&key).map_err(|_| AuthConfigError::BadWebhookSecret)?;
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     Ok(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
@@ -236,12 +273,22 @@ mod tests {
     fn api_key_list_allows_rotation() {
         let a = auth(Some("old-key, new-key"), None, None);
         for k in ["old-key", "new-key"] {
-            assert_eq!(a.verify(&headers(&[("x-meeting-baas-api-key", k)]), b"{}", 0), Ok(Scheme::ApiKey));
+            assert_eq!(
+                a.verify(&headers(&[("x-meeting-baas-api-key", k)]), b"{}", 0),
+                Ok(Scheme::ApiKey)
+            );
         }
         for k in ["old", "new-key2", "", "old-key,new-key"] {
-            assert_eq!(a.verify(&headers(&[("x-meeting-baas-api-key", k)]), b"{}", 0), Err(AuthError::Mismatch), "{k:?}");
+            assert_eq!(
+                a.verify(&headers(&[("x-meeting-baas-api-key", k)]), b"{}", 0),
+                Err(AuthError::Mismatch),
+                "{k:?}"
+            );
         }
-        assert_eq!(a.verify(&HeaderMap::new(), b"{}", 0), Err(AuthError::Missing));
+        assert_eq!(
+            a.verify(&HeaderMap::new(), b"{}", 0),
+            Err(AuthError::Missing)
+        );
     }
 
     #[test]
@@ -251,40 +298,93 @@ mod tests {
         let now = 1_764_400_000;
         let good = sign(SECRET, "msg_1", now, body).unwrap();
         let h = |sig: &str, ts: i64| {
-            headers(&[("svix-id", "msg_1"), ("svix-timestamp", &ts.to_string()), ("svix-signature", sig)])
+            headers(&[
+                ("svix-id", "msg_1"),
+                ("svix-timestamp", &ts.to_string()),
+                ("svix-signature", sig),
+            ])
         };
         assert_eq!(a.verify(&h(&good, now), body, now), Ok(Scheme::Signature));
         // Several signatures (key rotation on the sender's side): any one may match.
-        assert_eq!(a.verify(&h(&format!("v1,AAAA {good}"), now), body, now), Ok(Scheme::Signature));
+        assert_eq!(
+            a.verify(&h(&format!("v1,AAAA {good}"), now), body, now),
+            Ok(Scheme::Signature)
+        );
         // webhook-* spellings.
-        let wh = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &now.to_string()), ("webhook-signature", &good)]);
+        let wh = headers(&[
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", &now.to_string()),
+            ("webhook-signature", &good),
+        ]);
         assert_eq!(a.verify(&wh, body, now), Ok(Scheme::Signature));
         // Tampered body, wrong id, stale or future timestamp, partial headers.
-        assert_eq!(a.verify(&h(&good, now), b"{}", now), Err(AuthError::Mismatch));
-        assert_eq!(a.verify(&h(&good, now), body, now + 301), Err(AuthError::StaleTimestamp));
-        assert_eq!(a.verify(&h(&good, now), body, now - 301), Err(AuthError::StaleTimestamp));
-        assert_eq!(a.verify(&headers(&[("svix-id", "msg_1")]), body, now), Err(AuthError::IncompleteSignature));
-        assert_eq!(a.verify(&h("v2,abc", now), body, now), Err(AuthError::Mismatch));
+        assert_eq!(
+            a.verify(&h(&good, now), b"{}", now),
+            Err(AuthError::Mismatch)
+        );
+        assert_eq!(
+            a.verify(&h(&good, now), body, now + 301),
+            Err(AuthError::StaleTimestamp)
+        );
+        assert_eq!(
+            a.verify(&h(&good, now), body, now - 301),
+            Err(AuthError::StaleTimestamp)
+        );
+        assert_eq!(
+            a.verify(&headers(&[("svix-id", "msg_1")]), body, now),
+            Err(AuthError::IncompleteSignature)
+        );
+        assert_eq!(
+            a.verify(&h("v2,abc", now), body, now),
+            Err(AuthError::Mismatch)
+        );
     }
 
     #[test]
     fn callback_secret_and_any_scheme_suffices() {
         let a = auth(Some("k"), None, Some("cb-secret"));
-        assert_eq!(a.verify(&headers(&[("x-mb-secret", "cb-secret")]), b"{}", 0), Ok(Scheme::CallbackSecret));
+        assert_eq!(
+            a.verify(&headers(&[("x-mb-secret", "cb-secret")]), b"{}", 0),
+            Ok(Scheme::CallbackSecret)
+        );
         // A wrong API key does not stop a valid callback secret from counting.
-        let both = headers(&[("x-meeting-baas-api-key", "nope"), ("x-mb-secret", "cb-secret")]);
+        let both = headers(&[
+            ("x-meeting-baas-api-key", "nope"),
+            ("x-mb-secret", "cb-secret"),
+        ]);
         assert_eq!(a.verify(&both, b"{}", 0), Ok(Scheme::CallbackSecret));
-        assert_eq!(a.verify(&headers(&[("x-mb-secret", "cb")]), b"{}", 0), Err(AuthError::Mismatch));
+        assert_eq!(
+            a.verify(&headers(&[("x-mb-secret", "cb")]), b"{}", 0),
+            Err(AuthError::Mismatch)
+        );
     }
 
     #[test]
     fn configuration_errors_and_debug_hides_secrets() {
-        assert_eq!(Authenticator::new(&AuthSettings::default()).err(), Some(AuthConfigError::NothingConfigured));
-        let blank = AuthSettings { api_keys: Some(" , ".into()), ..Default::default() };
-        assert_eq!(Authenticator::new(&blank).err(), Some(AuthConfigError::NothingConfigured));
-        let bad = AuthSettings { webhook_secret: Some("whsec_!!!".into()), ..Default::default() };
-        assert_eq!(Authenticator::new(&bad).err(), Some(AuthConfigError::BadWebhookSecret));
-        let s = AuthSettings { api_keys: Some("topsecret".into()), ..Default::default() };
+        assert_eq!(
+            Authenticator::new(&AuthSettings::default()).err(),
+            Some(AuthConfigError::NothingConfigured)
+        );
+        let blank = AuthSettings {
+            api_keys: Some(" , ".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Authenticator::new(&blank).err(),
+            Some(AuthConfigError::NothingConfigured)
+        );
+        let bad = AuthSettings {
+            webhook_secret: Some("whsec_!!!".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Authenticator::new(&bad).err(),
+            Some(AuthConfigError::BadWebhookSecret)
+        );
+        let s = AuthSettings {
+            api_keys: Some("topsecret".into()),
+            ..Default::default()
+        };
         assert!(!format!("{s:?}").contains("topsecret"));
         assert!(!format!("{:?}", Authenticator::new(&s).unwrap()).contains("topsecret"));
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod bot_id;
 pub mod config;
+pub mod connection;
 pub mod event;
 pub mod idempotency;
 pub mod payload;

@@ -81,7 +81,7 @@ impl Payload {
             .and_then(|s| str_at(s, "created_at"))
             .or_else(|| data.and_then(|d| str_at(d, "sent_at")))
             .map(str::to_owned);
-        let error = data.and_then(|d| error_of(d));
+        let error = data.and_then(error_of);
 
         Ok(Self {
             bot_id,

@@ -74,14 +74,20 @@ impl TokenKeys {
             return Err(TokenError::BadSecret);
         }
         Ok(Self {
-            encoding: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).map_err(|_| TokenError::BadSecret)?,
-            decoding: jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()).map_err(|_| TokenError::BadSecret)?,
+            encoding: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())
+                .map_err(|_| TokenError::BadSecret)?,
+            decoding: jsonwebtoken::DecodingKey::from_secret(secret.as_bytes())
+                .map_err(|_| TokenError::BadSecret)?,
         })
     }
 
     pub fn mint(&self, claims: &Claims) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), claims, &self.encoding)
-            .map_err(|_| TokenError::Signing)
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )
+        .map_err(|_| TokenError::Signing)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
@@ -118,7 +124,10 @@ mod tests {
         assert_eq!(keys.verify(&t), Ok(c.clone()));
         assert!(c.allows_bot(&BotId::parse("bot-1").unwrap()));
         assert!(!c.allows_bot(&BotId::parse("bot-2").unwrap()));
-        assert_eq!(TokenKeys::new("other").unwrap().verify(&t), Err(TokenError::Invalid));
+        assert_eq!(
+            TokenKeys::new("other").unwrap().verify(&t),
+            Err(TokenError::Invalid)
+        );
         assert_eq!(keys.verify("not.a.jwt"), Err(TokenError::Invalid));
         let old = keys.mint(&claims(&["bot-1"], -10, Scope::Read)).unwrap();
         assert_eq!(keys.verify(&old), Err(TokenError::Expired));
@@ -132,6 +141,9 @@ mod tests {
     fn alg_none_is_refused() {
         // header {"alg":"none"} with a valid-looking payload and no signature.
         let t = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5LCJib3RzIjpbIioiXX0.";
-        assert_eq!(TokenKeys::new("s").unwrap().verify(t), Err(TokenError::Invalid));
+        assert_eq!(
+            TokenKeys::new("s").unwrap().verify(t),
+            Err(TokenError::Invalid)
+        );
     }
 }

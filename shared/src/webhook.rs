@@ -43,7 +43,9 @@ impl WebhookError {
     /// What the sender is told: clear, and never a secret or a store internal.
     pub fn public_message(&self) -> String {
         match self {
-            WebhookError::Store(StoreError::Unavailable(_)) => "event store unavailable, retry later".to_owned(),
+            WebhookError::Store(StoreError::Unavailable(_)) => {
+                "event store unavailable, retry later".to_owned()
+            }
             WebhookError::Store(StoreError::Corrupt(_)) => "internal error".to_owned(),
             other => other.to_string(),
         }
@@ -63,7 +65,10 @@ pub struct WebhookHandler {
 
 impl WebhookHandler {
     pub fn new(auth: Authenticator, store: Arc<dyn EventStore>, max_body_bytes: usize) -> Self {
-        Self { intake: Intake::new(auth, max_body_bytes), store }
+        Self {
+            intake: Intake::new(auth, max_body_bytes),
+            store,
+        }
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -110,13 +115,23 @@ impl WebhookHandler {
                     WebhookError::Store(e) => e.to_string(),
                     other => other.to_string(),
                 };
-                tracing::warn!(request_id, status = status.as_u16(), error = detail, latency_ms, "webhook refused");
+                tracing::warn!(
+                    request_id,
+                    status = status.as_u16(),
+                    error = detail,
+                    latency_ms,
+                    "webhook refused"
+                );
                 json_response(status, &json!({"error": err.public_message()}))
             }
         }
     }
 
-    async fn accept(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Appended, crate::BotId), WebhookError> {
+    async fn accept(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Appended, crate::BotId), WebhookError> {
         let event = self.intake.prepare(headers, body, chrono::Utc::now())?;
         let bot_id = event.bot_id.clone();
         Ok((self.store.append(event).await?, bot_id))
@@ -125,11 +140,19 @@ impl WebhookHandler {
 
 impl Intake {
     pub fn new(auth: Authenticator, max_body_bytes: usize) -> Self {
-        Self { auth, max_body_bytes }
+        Self {
+            auth,
+            max_body_bytes,
+        }
     }
 
     /// Content type, size, authentication, parsing, normalisation, idempotency key.
-    pub fn prepare(&self, headers: &HeaderMap, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<NewEvent, WebhookError> {
+    pub fn prepare(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NewEvent, WebhookError> {
         if !content_type_is_json(headers) {
             return Err(WebhookError::UnsupportedMediaType);
         }
@@ -137,7 +160,9 @@ impl Intake {
             return Err(WebhookError::TooLarge);
         }
         // Authenticate before parsing: an unauthenticated sender learns nothing about the body.
-        self.auth.verify(headers, body, now.timestamp()).map_err(WebhookError::Unauthorized)?;
+        self.auth
+            .verify(headers, body, now.timestamp())
+            .map_err(WebhookError::Unauthorized)?;
         let payload = Payload::parse(body)?;
         let key = idempotency::key(headers, &payload.value);
         Ok(NewEvent {
@@ -159,10 +184,20 @@ impl Intake {
 
 /// A missing content type is accepted (some senders omit it); a present one must be JSON.
 fn content_type_is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(http::header::CONTENT_TYPE) else { return true };
-    let Ok(value) = value.to_str() else { return false };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The Lambda request id on AWS; API Gateway's request id when the local host made the event.
@@ -173,8 +208,12 @@ pub fn request_id(req: &Request) -> String {
         return ctx.request_id.clone();
     }
     match req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone().unwrap_or_default(),
-        Some(lambda_http::request::RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone().unwrap_or_default(),
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.request_id.clone().unwrap_or_default()
+        }
+        Some(lambda_http::request::RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.request_id.clone().unwrap_or_default()
+        }
         _ => String::new(),
     }
 }
@@ -182,8 +221,10 @@ pub fn request_id(req: &Request) -> String {
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(Body::Text(value.to_string()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -30,7 +30,13 @@ pub const SETTINGS: [&str; 10] = [
 ];
 
 /// Every configured secret, for leak checks.
-pub const SECRETS: [&str; 5] = [API_KEY, API_KEY_2, WEBHOOK_SECRET, CALLBACK_SECRET, CLIENT_SECRET];
+pub const SECRETS: [&str; 5] = [
+    API_KEY,
+    API_KEY_2,
+    WEBHOOK_SECRET,
+    CALLBACK_SECRET,
+    CLIENT_SECRET,
+];
 
 pub struct Relay {
     child: Child,
@@ -50,7 +56,12 @@ pub struct RelayOptions {
 
 impl RelayOptions {
     pub fn new(data_dir: &Path) -> Self {
-        Self { data_dir: data_dir.to_owned(), extra_args: Vec::new(), env: Vec::new(), bare: false }
+        Self {
+            data_dir: data_dir.to_owned(),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            bare: false,
+        }
     }
 }
 
@@ -86,7 +97,9 @@ impl Relay {
     }
 
     fn spawn(mut cmd: Command, data_dir: PathBuf, args: Vec<String>) -> Relay {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn relay");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -115,11 +128,20 @@ impl Relay {
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("relay did not start listening; output:\n{}", lines.lock().expect("lines").join("\n"));
+                    panic!(
+                        "relay did not start listening; output:\n{}",
+                        lines.lock().expect("lines").join("\n")
+                    );
                 }
             }
         };
-        Relay { child, base: format!("http://{addr}"), data_dir, lines, args }
+        Relay {
+            child,
+            base: format!("http://{addr}"),
+            data_dir,
+            lines,
+            args,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -137,13 +159,19 @@ impl Relay {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "relay did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "relay did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -161,7 +189,10 @@ impl Drop for Relay {
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
 }
 
 /// POSTs `body` to the webhook route with `headers`; returns status and parsed JSON body.
@@ -183,11 +214,16 @@ pub async fn post_webhook(
 }
 
 pub fn json_key_headers() -> Vec<(&'static str, String)> {
-    vec![("content-type", "application/json".to_owned()), ("x-meeting-baas-api-key", API_KEY.to_owned())]
+    vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-meeting-baas-api-key", API_KEY.to_owned()),
+    ]
 }
 
 pub fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
@@ -218,14 +254,20 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on {endpoint}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {endpoint}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, endpoint }
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
         assert!(ok.map(|s| s.success()).unwrap_or(false), "kill -{sig} moto");
     }
 
@@ -237,12 +279,18 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-CONT").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

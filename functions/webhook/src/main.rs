@@ -15,7 +15,11 @@ async fn main() -> Result<(), Error> {
     // No configured scheme is a start-up error: the function must never accept anonymous posts.
     let auth = Authenticator::new(&config.auth)?;
     let client = dynamodb::client_for(None).await;
-    let store = Arc::new(DynamoStore::new(client, config.events_table.clone(), config.retention));
+    let store = Arc::new(DynamoStore::new(
+        client,
+        config.events_table.clone(),
+        config.retention,
+    ));
     let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
     run(service_fn(move |req: Request| {
         let handler = handler.clone();

@@ -19,7 +19,13 @@ struct Args {
 }
 
 fn args() -> Result<Args, String> {
-    let mut a = Args { url: String::new(), key: String::new(), concurrency: 64, seconds: 10, dup_percent: 10 };
+    let mut a = Args {
+        url: String::new(),
+        key: String::new(),
+        concurrency: 64,
+        seconds: 10,
+        dup_percent: 10,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let val = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -32,7 +38,9 @@ fn args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    let host_ok = a.url.starts_with("http://127.") || a.url.starts_with("http://localhost") || a.url.starts_with("http://[::1]");
+    let host_ok = a.url.starts_with("http://127.")
+        || a.url.starts_with("http://localhost")
+        || a.url.starts_with("http://[::1]");
     if !host_ok {
         return Err("--url must be a loopback address".into());
     }
@@ -54,7 +62,10 @@ struct Tally {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Arc::new(args()?);
-    let client = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).timeout(Duration::from_secs(10)).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -123,7 +134,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     all.latencies_us.sort_unstable();
     let pct = |p: f64| {
         let v = &all.latencies_us;
-        if v.is_empty() { 0.0 } else { v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0 }
+        if v.is_empty() {
+            0.0
+        } else {
+            v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+        }
     };
     println!(
         "{}",
@@ -143,7 +158,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     );
     if all.errors > 0 || all.dup_answered != all.dup_sent {
-        return Err(format!("{} errors; {} duplicates sent, {} answered as duplicates", all.errors, all.dup_sent, all.dup_answered).into());
+        return Err(format!(
+            "{} errors; {} duplicates sent, {} answered as duplicates",
+            all.errors, all.dup_sent, all.dup_answered
+        )
+        .into());
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use axum::body::Bytes;
 use axum::response::IntoResponse;
 use http::{HeaderMap, Method, Uri};
 use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription,
 };
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request, Response};
@@ -30,7 +31,10 @@ pub fn http_event(
     http.path = Some(uri.path().to_owned());
     http.protocol = Some("HTTP/1.1".to_owned());
     http.source_ip = peer.map(|p| p.ip().to_string());
-    http.user_agent = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    http.user_agent = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
 
     let mut ctx = ApiGatewayV2httpRequestContext::default();
     ctx.route_key = Some(route_key.to_owned());
@@ -47,7 +51,10 @@ pub fn http_event(
     event.raw_path = Some(uri.path().to_owned());
     event.raw_query_string = Some(uri.query().unwrap_or("").to_owned());
     event.headers = headers;
-    event.path_parameters = path_parameters.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    event.path_parameters = path_parameters
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
     event.request_context = ctx;
     // API Gateway passes text bodies as text and anything else base64-encoded.
     if body.is_empty() {

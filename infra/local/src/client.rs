@@ -38,7 +38,9 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30m, 1h or 7d"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30m, 1h or 7d"))?;
     let secs = match unit {
         "s" | "" => n,
         "m" => n * 60,
@@ -53,7 +55,10 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 /// The client secret: `RELAY_CLIENT_SECRET`, else the data dir's development secret.
-fn client_secret(config: &Config, data: &DataDir) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+fn client_secret(
+    config: &Config,
+    data: &DataDir,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(s) = &config.client_secret {
         return Ok(s.clone());
     }
@@ -103,8 +108,12 @@ pub struct SendTestEventArgs {
 pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     let config = Config::from_env()?;
     let body = json!({"type": args.event_type, "data": {"botId": args.bot}}).to_string();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let mut req = http.post(&args.url).header("content-type", "application/json");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut req = http
+        .post(&args.url)
+        .header("content-type", "application/json");
     let first_key = config
         .auth
         .api_keys
@@ -117,7 +126,10 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
         let id = format!("msg_{:016x}", rand::random::<u64>());
         let ts = chrono::Utc::now().timestamp();
         let sig = shared::auth::sign(secret, &id, ts, body.as_bytes())?;
-        req = req.header("webhook-id", id).header("webhook-timestamp", ts.to_string()).header("webhook-signature", sig);
+        req = req
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig);
     } else if let Some(secret) = &config.auth.callback_secret {
         req = req.header("x-mb-secret", secret);
     } else if let Some(dev) = secrets::load(&args.data.data_dir)? {
@@ -129,7 +141,11 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     let status = resp.status();
     let text = resp.text().await?;
     println!("{} {}", status.as_u16(), text);
-    if status.is_success() { Ok(()) } else { Err(format!("webhook answered {status}").into()) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook answered {status}").into())
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ mod secrets;
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "relay", version, about = "meeting-relay: MeetingBaaS webhooks to live browser updates")]
+#[command(
+    name = "relay",
+    version,
+    about = "meeting-relay: MeetingBaaS webhooks to live browser updates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,10 @@ pub struct DataDir {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("relay: cannot start the async runtime: {e}");

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot read or write development secrets in {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("development secrets file {0} is damaged; delete it to make new ones")]
     Damaged(PathBuf),
 }
@@ -24,7 +27,9 @@ pub struct DevSecrets {
 const FILE: &str = "dev-secrets.json";
 
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {
@@ -34,7 +39,9 @@ pub fn path(data_dir: &Path) -> PathBuf {
 pub fn load(data_dir: &Path) -> Result<Option<DevSecrets>, SecretsError> {
     let p = path(data_dir);
     match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| SecretsError::Damaged(p)),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|_| SecretsError::Damaged(p)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SecretsError::Io { path: p, source }),
     }
@@ -45,9 +52,15 @@ pub fn load_or_create(data_dir: &Path) -> Result<(DevSecrets, bool), SecretsErro
     if let Some(s) = load(data_dir)? {
         return Ok((s, false));
     }
-    let io = |source| SecretsError::Io { path: path(data_dir), source };
+    let io = |source| SecretsError::Io {
+        path: path(data_dir),
+        source,
+    };
     std::fs::create_dir_all(data_dir).map_err(io)?;
-    let secrets = DevSecrets { api_key: format!("dev_{}", random_hex(16)), client_secret: random_hex(32) };
+    let secrets = DevSecrets {
+        api_key: format!("dev_{}", random_hex(16)),
+        client_secret: random_hex(32),
+    };
     let tmp = data_dir.join(format!("{FILE}.tmp"));
     {
         let mut opts = std::fs::OpenOptions::new();

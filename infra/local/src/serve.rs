@@ -70,7 +70,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
         }
     };
 
-    let state = Arc::new(AppState { webhook: WebhookHandler::new(auth, store, config.max_body_bytes) });
+    let state = Arc::new(AppState {
+        webhook: WebhookHandler::new(auth, store, config.max_body_bytes),
+    });
     let app = Router::new()
         .route("/api/meeting-bot/webhook", post(webhook))
         .fallback(not_found)
@@ -79,9 +81,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, store = store_name, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -90,7 +95,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
 /// development ones, so `relay serve` starts with no settings at all.
 fn fill_development_secrets(config: &mut Config, data: &DataDir) -> CliResult {
     let auth = &config.auth;
-    let no_auth = auth.api_keys.is_none() && auth.webhook_secret.is_none() && auth.callback_secret.is_none();
+    let no_auth =
+        auth.api_keys.is_none() && auth.webhook_secret.is_none() && auth.callback_secret.is_none();
     if !no_auth && config.client_secret.is_some() {
         return Ok(());
     }
@@ -139,14 +145,30 @@ async fn webhook(
     body: axum::body::Body,
 ) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_BODY_LIMIT).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"error": "payload too large"}))).into_response();
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(json!({"error": "payload too large"})),
+        )
+            .into_response();
     };
-    let req = apigw::http_event("POST /api/meeting-bot/webhook", method, &uri, headers, bytes, Some(peer), &[]);
+    let req = apigw::http_event(
+        "POST /api/meeting-bot/webhook",
+        method,
+        &uri,
+        headers,
+        bytes,
+        Some(peer),
+        &[],
+    );
     apigw::into_response(state.webhook.handle(req).await)
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not found"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not found"})),
+    )
+        .into_response()
 }
 
 async fn shutdown_signal() {
