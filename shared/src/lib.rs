@@ -8,6 +8,7 @@ pub mod config;
 pub mod connection;
 pub mod event;
 pub mod idempotency;
+pub mod message;
 pub mod payload;
 pub mod session;
 pub mod store;
