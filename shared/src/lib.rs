@@ -10,6 +10,7 @@ pub mod event;
 pub mod idempotency;
 pub mod message;
 pub mod payload;
+pub mod push;
 pub mod session;
 pub mod store;
 pub mod telemetry;
