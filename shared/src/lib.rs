@@ -2,6 +2,7 @@
 //! here: the domain (payloads, events, sessions, tokens), the ports (stores) with their
 //! adapters, and the request handlers.
 
+pub mod api;
 pub mod auth;
 pub mod bot_id;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod payload;
 pub mod push;
 pub mod session;
 pub mod store;
+pub mod subscription;
 pub mod telemetry;
 pub mod testdata;
 pub mod token;
