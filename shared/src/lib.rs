@@ -8,6 +8,7 @@ pub mod bot_id;
 pub mod config;
 pub mod connection;
 pub mod event;
+pub mod fanout;
 pub mod idempotency;
 pub mod message;
 pub mod payload;

@@ -1,0 +1,169 @@
+//! The stream port: what feeds stored events to the fan-out. On AWS it is the events table's
+//! DynamoDB stream polled by a Lambda event source mapping; `relay serve` runs [`run_mapping`],
+//! which behaves like that mapping (ReportBatchItemFailures, bounded retries with backoff,
+//! bisection down to the failing record, an on-failure destination) over a [`StreamSource`]:
+//! the SQLite change feed ([`sqlite`]) or a real DynamoDB Streams API ([`dynamodb`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreError;
+
+pub mod dynamodb;
+pub mod sqlite;
+
+#[async_trait]
+pub trait StreamSource: Send {
+    /// The next records after those already returned, oldest first, at most `max`; waits
+    /// until there is at least one.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<EventRecord>, StoreError>;
+}
+
+/// What processes a batch: the fan-out handler, on AWS and locally alike.
+#[async_trait]
+pub trait BatchHandler: Send + Sync {
+    async fn handle_batch(&self, event: Event) -> DynamoDbEventResponse;
+}
+
+#[async_trait]
+impl BatchHandler for crate::fanout::FanoutHandler {
+    async fn handle_batch(&self, event: Event) -> DynamoDbEventResponse {
+        self.handle(event).await
+    }
+}
+
+/// A record that failed every attempt, as kept by the on-failure destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub failed_at: String,
+    pub attempts: u32,
+    pub sequence_number: Option<String>,
+    pub bot_id: Option<String>,
+    pub event_id: Option<String>,
+    pub seq: Option<String>,
+    pub record: serde_json::Value,
+}
+
+/// The on-failure destination of the local mapping: one JSON line per dead record, in the
+/// data dir, listed by `relay dlq list`.
+pub struct FileDeadLetters {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl FileDeadLetters {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), lock: Mutex::new(()) }
+    }
+
+    pub fn put(&self, letter: &DeadLetter) -> std::io::Result<()> {
+        let _guard = self.lock.lock().map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut line = serde_json::to_vec(letter).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_all()
+    }
+
+    pub fn list(path: &Path) -> std::io::Result<Vec<DeadLetter>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The mapping's knobs; defaults follow the SAM template's event source mapping.
+#[derive(Debug, Clone, Copy)]
+pub struct MappingConfig {
+    pub batch_size: usize,
+    /// Attempts per record before it goes to the dead letters (1 + MaximumRetryAttempts).
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        Self { batch_size: 100, max_attempts: 5, base_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(5) }
+    }
+}
+
+fn attr_s(record: &EventRecord, name: &str) -> Option<String> {
+    match record.change.new_image.get(name) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
+        Some(serde_dynamo::AttributeValue::N(n)) => Some(n.clone()),
+        _ => None,
+    }
+}
+
+/// Runs until `source` fails for good. Batches go to `handler`; a reported failure retries
+/// from that record (never re-sending those before it) with exponential backoff, and a record
+/// that fails `max_attempts` times goes to `dead` so the records after it still flow.
+pub async fn run_mapping(
+    mut source: impl StreamSource,
+    handler: &dyn BatchHandler,
+    dead: &FileDeadLetters,
+    config: MappingConfig,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<EventRecord> = Vec::new();
+    let mut attempts: u32 = 0;
+    loop {
+        if pending.is_empty() {
+            pending = source.next_batch(config.batch_size).await?;
+            attempts = 0;
+            if pending.is_empty() {
+                continue;
+            }
+        }
+        let mut event = Event::default();
+        event.records = pending.clone();
+        let response = handler.handle_batch(event).await;
+        let failed_at = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .filter_map(|id| pending.iter().position(|r| r.change.sequence_number.as_deref() == Some(id)))
+            .min();
+        let Some(k) = failed_at else {
+            pending.clear();
+            continue;
+        };
+        // Records before the failure were delivered: drop them, retry from the failure.
+        if k > 0 {
+            pending.drain(..k);
+            attempts = 0;
+        }
+        attempts += 1;
+        if attempts >= config.max_attempts {
+            let record = pending.remove(0);
+            let letter = DeadLetter {
+                failed_at: chrono::Utc::now().to_rfc3339(),
+                attempts,
+                sequence_number: record.change.sequence_number.clone(),
+                bot_id: attr_s(&record, "bot_id"),
+                event_id: attr_s(&record, "event_id"),
+                seq: attr_s(&record, "seq"),
+                record: serde_json::to_value(&record).unwrap_or(serde_json::Value::Null),
+            };
+            tracing::error!(sequence_number = letter.sequence_number, bot_id = letter.bot_id, event_id = letter.event_id, attempts, "record sent to the dead letters");
+            if let Err(e) = dead.put(&letter) {
+                tracing::error!(error = %e, "writing a dead letter failed");
+            }
+            attempts = 0;
+            continue;
+        }
+        let exp = config.base_backoff.saturating_mul(1u32 << attempts.min(16));
+        let backoff = exp.min(config.max_backoff);
+        tracing::warn!(attempts, backoff_ms = backoff.as_millis() as u64, retry_from = pending[0].change.sequence_number, "batch failed; retrying from the failed record");
+        tokio::time::sleep(backoff).await;
+    }
+}
