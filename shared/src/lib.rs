@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod message;
 pub mod payload;
 pub mod push;
+pub mod stream;
 pub mod session;
 pub mod store;
 pub mod subscription;

@@ -236,17 +236,16 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let bin = std::env::var("RELAY_TEST_MOTO_SERVER").unwrap_or_else(|_| {
-            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-            p.display().to_string()
-        });
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let python = std::env::var("RELAY_TEST_MOTO_PYTHON").unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
         assert!(
-            Path::new(&bin).exists(),
-            "moto_server not found at {bin}: run scripts/test (it installs moto[server] into .venv) or set RELAY_TEST_MOTO_SERVER"
+            Path::new(&python).exists(),
+            "no Python with moto at {python}: run scripts/test (it installs moto[server] into .venv) or set RELAY_TEST_MOTO_PYTHON"
         );
         let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let child = Command::new(&python)
+            .arg(root.join("scripts/moto_server.py"))
+            .arg(port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

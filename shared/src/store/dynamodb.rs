@@ -113,32 +113,42 @@ impl DynamoStore {
 /// since local endpoints need a signature but never check it. Without one, everything comes
 /// from the standard AWS chain (`AWS_REGION`, `AWS_ENDPOINT_URL_DYNAMODB`, role credentials).
 pub async fn client_for(endpoint: Option<&str>) -> Client {
+    Client::new(&sdk_config(endpoint).await)
+}
+
+/// The AWS configuration [`client_for`] uses, for the other clients of the same endpoint
+/// (DynamoDB Streams in the local host).
+pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
         .operation_timeout(Duration::from_secs(5))
         .build();
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    let mut conf = aws_sdk_dynamodb::config::Builder::from(&shared);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(url) = endpoint {
-        conf = conf.endpoint_url(url);
-        if shared.region().is_none() {
-            conf = conf.region(Region::from_static("us-east-1"));
-        }
-        if !credentials_resolve(&shared).await {
-            conf = conf.credentials_provider(Credentials::new(
+        loader = loader.endpoint_url(url);
+    }
+    let shared = loader.load().await;
+    if endpoint.is_none() {
+        return shared;
+    }
+    let needs_credentials = !credentials_resolve(&shared).await;
+    let mut builder = shared.clone().into_builder();
+    if shared.region().is_none() {
+        builder.set_region(Some(Region::from_static("us-east-1")));
+    }
+    if needs_credentials {
+        builder.set_credentials_provider(Some(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                 "relay-local",
                 "relay-local",
                 None,
                 None,
                 "relay-local-endpoint",
-            ));
-        }
+            )),
+        ));
     }
-    Client::from_conf(conf.build())
+    builder.build()
 }
 
 /// Whether the default chain yields credentials within a second (env, profile, SSO, IMDS...).
@@ -607,44 +617,21 @@ impl DynamoStore {
         event: &NewEvent,
         body: &StoredBody,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut item = HashMap::from([
-            ("pk".to_owned(), s(d.pk)),
-            ("sk".to_owned(), s(evt_sk(d.seq))),
-            ("kind".to_owned(), s(KIND_EVENT)),
-            ("bot_id".to_owned(), s(event.bot_id.as_str())),
-            ("seq".to_owned(), n(d.seq)),
-            ("event_id".to_owned(), s(event.event_id.as_str())),
-            ("idem_key".to_owned(), s(&event.idempotency_key)),
-            ("event".to_owned(), s(d.kind.as_str())),
-            ("source_event".to_owned(), s(&event.source_event)),
-            ("family".to_owned(), s(event.family.as_str())),
-            (
-                "received_at".to_owned(),
-                s(event
-                    .received_at
-                    .to_rfc3339_opts(SecondsFormat::Nanos, true)),
-            ),
-            ("status".to_owned(), s(d.status.as_str())),
-            (TTL_ATTRIBUTE.to_owned(), n(d.expires_at)),
-        ]);
-        if let Some(code) = &event.status_code {
-            item.insert("status_code".to_owned(), s(code));
-        }
-        if let Some(at) = &event.occurred_at {
-            item.insert("occurred_at".to_owned(), s(at));
-        }
-        match body {
-            StoredBody::Inline(bytes) => {
-                item.insert(
-                    "body".to_owned(),
-                    AttributeValue::B(Blob::new(bytes.clone())),
-                );
-            }
-            StoredBody::Chunked { hash, chunks } => {
-                item.insert("body_chunks".to_owned(), n(chunks.len()));
-                item.insert("body_hash".to_owned(), s(hash));
-            }
-        }
+        let fields = EventFields {
+            bot_id: &event.bot_id,
+            event_id: &event.event_id,
+            seq: d.seq,
+            idem_key: &event.idempotency_key,
+            kind: d.kind,
+            source_event: &event.source_event,
+            family: event.family,
+            status_code: event.status_code.as_deref(),
+            occurred_at: event.occurred_at.as_deref(),
+            received_at: event.received_at,
+            status: d.status,
+            expires_at: d.expires_at,
+        };
+        let item = fields.item(d.pk, body);
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -867,12 +854,17 @@ enum StoredBody {
 
 impl StoredBody {
     fn encode(event: &NewEvent) -> Result<Self, StoreError> {
-        let compressed = compress(event.body.as_bytes())
-            .map_err(|e| StoreError::Unavailable(format!("zstd compression failed: {e}")))?;
         let others = event.idempotency_key.len()
             + event.source_event.len()
             + event.status_code.as_deref().map_or(0, str::len)
             + event.occurred_at.as_deref().map_or(0, str::len);
+        Self::encode_body(&event.body, others)
+    }
+
+    /// `others`: bytes the item's other variable-size attributes take.
+    fn encode_body(body: &str, others: usize) -> Result<Self, StoreError> {
+        let compressed = compress(body.as_bytes())
+            .map_err(|e| StoreError::Unavailable(format!("zstd compression failed: {e}")))?;
         if compressed.len() + others <= INLINE_MAX {
             return Ok(StoredBody::Inline(compressed));
         }
@@ -880,13 +872,160 @@ impl StoredBody {
         if chunks.len() > MAX_CHUNKS {
             return Err(StoreError::Unavailable(format!(
                 "body of {} bytes is too large for the store",
-                event.body.len()
+                body.len()
             )));
         }
         Ok(StoredBody::Chunked {
-            hash: hex::encode(Sha256::digest(event.body.as_bytes())),
+            hash: hex::encode(Sha256::digest(body.as_bytes())),
             chunks,
         })
+    }
+}
+
+/// An event item's attributes, borrowed from wherever they are: one layout for the table, its
+/// stream's NEW_IMAGE, and the local host's emulated stream.
+struct EventFields<'a> {
+    bot_id: &'a BotId,
+    event_id: &'a EventId,
+    seq: u64,
+    idem_key: &'a str,
+    kind: EventKind,
+    source_event: &'a str,
+    family: Family,
+    status_code: Option<&'a str>,
+    occurred_at: Option<&'a str>,
+    received_at: DateTime<Utc>,
+    status: Status,
+    expires_at: i64,
+}
+
+impl<'a> EventFields<'a> {
+    fn of_stored(e: &'a StoredEvent) -> Self {
+        Self {
+            bot_id: &e.bot_id,
+            event_id: &e.event_id,
+            seq: e.seq,
+            idem_key: &e.idempotency_key,
+            kind: e.kind,
+            source_event: &e.source_event,
+            family: e.family,
+            status_code: e.status_code.as_deref(),
+            occurred_at: e.occurred_at.as_deref(),
+            received_at: e.received_at,
+            status: e.status,
+            expires_at: e.expires_at,
+        }
+    }
+
+    fn item(&self, pk: &str, body: &StoredBody) -> Item {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(pk)),
+            ("sk".to_owned(), s(evt_sk(self.seq))),
+            ("kind".to_owned(), s(KIND_EVENT)),
+            ("bot_id".to_owned(), s(self.bot_id.as_str())),
+            ("seq".to_owned(), n(self.seq)),
+            ("event_id".to_owned(), s(self.event_id.as_str())),
+            ("idem_key".to_owned(), s(self.idem_key)),
+            ("event".to_owned(), s(self.kind.as_str())),
+            ("source_event".to_owned(), s(self.source_event)),
+            ("family".to_owned(), s(self.family.as_str())),
+            (
+                "received_at".to_owned(),
+                s(self.received_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            ),
+            ("status".to_owned(), s(self.status.as_str())),
+            (TTL_ATTRIBUTE.to_owned(), n(self.expires_at)),
+        ]);
+        if let Some(code) = self.status_code {
+            item.insert("status_code".to_owned(), s(code));
+        }
+        if let Some(at) = self.occurred_at {
+            item.insert("occurred_at".to_owned(), s(at));
+        }
+        match body {
+            StoredBody::Inline(bytes) => {
+                item.insert("body".to_owned(), AttributeValue::B(Blob::new(bytes.clone())));
+            }
+            StoredBody::Chunked { hash, chunks } => {
+                item.insert("body_chunks".to_owned(), n(chunks.len()));
+                item.insert("body_hash".to_owned(), s(hash));
+            }
+        }
+        item
+    }
+}
+
+/// The NEW_IMAGE the events table's stream carries for `event`, exactly as this adapter
+/// writes it; `relay serve` uses it to emulate the stream over the SQLite store.
+pub fn stream_image(event: &StoredEvent) -> Result<serde_dynamo::Item, StoreError> {
+    let others = event.idempotency_key.len()
+        + event.source_event.len()
+        + event.status_code.as_deref().map_or(0, str::len)
+        + event.occurred_at.as_deref().map_or(0, str::len);
+    let body = StoredBody::encode_body(&event.body, others)?;
+    let item = EventFields::of_stored(event).item(&pk(&event.bot_id), &body);
+    Ok(serde_dynamo::Item::from(
+        item.into_iter().map(|(k, v)| (k, to_stream_value(v))).collect::<HashMap<_, _>>(),
+    ))
+}
+
+/// Decodes a stream NEW_IMAGE. `Ok(None)`: not an event item (session, idempotency record,
+/// chunk). The flag says whether the body was inline; a chunked body is left empty (it is far
+/// too big for a browser message anyway; clients fetch it from the REST route).
+pub fn event_from_stream_image(
+    image: &serde_dynamo::Item,
+) -> Result<Option<(StoredEvent, bool)>, StoreError> {
+    match image.get("kind") {
+        Some(serde_dynamo::AttributeValue::S(k)) if k == KIND_EVENT => {}
+        _ => return Ok(None),
+    }
+    let item: Item = image.iter().map(|(k, v)| (k.clone(), from_stream_value(v))).collect();
+    let bot = BotId::parse(get_s(&item, "bot_id")?).map_err(|_| corrupt(&item, "bad bot_id"))?;
+    let EventItem { mut meta, body } = EventItem::parse(&item, &bot)?;
+    match body {
+        BodyRef::Inline(compressed) => {
+            let raw = zstd::stream::decode_all(compressed.as_slice()).map_err(|e| {
+                StoreError::Corrupt(format!("body of {} does not decompress: {e}", meta.event_id))
+            })?;
+            meta.body = String::from_utf8(raw)
+                .map_err(|_| StoreError::Corrupt(format!("body of {} is not UTF-8", meta.event_id)))?;
+            Ok(Some((meta, true)))
+        }
+        BodyRef::Chunked { .. } => Ok(Some((meta, false))),
+    }
+}
+
+/// The SDK's attribute value as the Lambda event types carry it.
+pub fn to_stream_value(v: AttributeValue) -> serde_dynamo::AttributeValue {
+    use serde_dynamo::AttributeValue as D;
+    match v {
+        AttributeValue::S(s) => D::S(s),
+        AttributeValue::N(n) => D::N(n),
+        AttributeValue::B(b) => D::B(b.into_inner()),
+        AttributeValue::Bool(b) => D::Bool(b),
+        AttributeValue::Null(b) => D::Null(b),
+        AttributeValue::M(m) => D::M(m.into_iter().map(|(k, v)| (k, to_stream_value(v))).collect()),
+        AttributeValue::L(l) => D::L(l.into_iter().map(to_stream_value).collect()),
+        AttributeValue::Ss(v) => D::Ss(v),
+        AttributeValue::Ns(v) => D::Ns(v),
+        AttributeValue::Bs(v) => D::Bs(v.into_iter().map(Blob::into_inner).collect()),
+        _ => D::Null(true),
+    }
+}
+
+fn from_stream_value(v: &serde_dynamo::AttributeValue) -> AttributeValue {
+    use serde_dynamo::AttributeValue as D;
+    match v {
+        D::S(s) => AttributeValue::S(s.clone()),
+        D::N(n) => AttributeValue::N(n.clone()),
+        D::B(b) => AttributeValue::B(Blob::new(b.clone())),
+        D::Bool(b) => AttributeValue::Bool(*b),
+        D::Null(b) => AttributeValue::Null(*b),
+        D::M(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), from_stream_value(v))).collect()),
+        D::L(l) => AttributeValue::L(l.iter().map(from_stream_value).collect()),
+        D::Ss(v) => AttributeValue::Ss(v.clone()),
+        D::Ns(v) => AttributeValue::Ns(v.clone()),
+        D::Bs(v) => AttributeValue::Bs(v.iter().map(|b| Blob::new(b.clone())).collect()),
     }
 }
 
