@@ -96,8 +96,10 @@ async fn every_fixture_is_accepted_with_its_canonical_event() {
     let store = store(&relay.data_dir);
     let v1 = BotId::parse("8f0f6c1e-2a7d-4d1b-9c55-0f6f7e3b1a21").expect("bot");
     let s = store.session(&v1).await.expect("session").expect("exists");
-    // completed arrived before failed: the terminal status sticks; meeting_error's error stays.
-    assert_eq!(s.status, Status::Completed);
+    // meeting_error made the session failed; the later complete and failed cannot move a
+    // terminal status, and the error that ended it stays.
+    assert_eq!(s.status, Status::Failed);
+    assert_eq!(s.error.as_deref(), Some("CannotJoinMeeting: The meeting could not be joined"));
     assert_eq!(s.seq, 11);
     let events = store.events_after(&v1, 0, 100).await.expect("list").events;
     let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();
