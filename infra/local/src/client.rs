@@ -148,6 +148,15 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     }
 }
 
+pub fn dlq_list(data: &DataDir) -> CliResult {
+    let letters = shared::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
+    for letter in &letters {
+        println!("{}", serde_json::to_string(letter)?);
+    }
+    eprintln!("{} dead letter(s)", letters.len());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,31 @@ pub struct Gateway {
     handler: Arc<SubscriptionHandler>,
     sockets: Mutex<HashMap<ConnectionId, Socket>>,
     limits: Limits,
+    faults: Faults,
+}
+
+/// Failures injected into the management API, for the tests of retries and dead letters.
+pub struct Faults {
+    fail_next: std::sync::atomic::AtomicU64,
+    poison_bot: Option<String>,
+}
+
+impl Faults {
+    pub fn new(fail_next: u64, poison_bot: Option<String>) -> Self {
+        Self { fail_next: std::sync::atomic::AtomicU64::new(fail_next), poison_bot }
+    }
+
+    fn should_fail(&self, body: &[u8]) -> bool {
+        use std::sync::atomic::Ordering;
+        let took = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if took {
+            return true;
+        }
+        match &self.poison_bot {
+            Some(bot) => serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["bot_id"] == bot.as_str()),
+            None => false,
+        }
+    }
 }
 
 fn new_connection_id() -> ConnectionId {
@@ -58,8 +83,8 @@ fn new_connection_id() -> ConnectionId {
 }
 
 impl Gateway {
-    pub fn new(handler: Arc<SubscriptionHandler>, limits: Limits) -> Arc<Self> {
-        Arc::new(Self { handler, sockets: Mutex::new(HashMap::new()), limits })
+    pub fn new(handler: Arc<SubscriptionHandler>, limits: Limits, faults: Faults) -> Arc<Self> {
+        Arc::new(Self { handler, sockets: Mutex::new(HashMap::new()), limits, faults })
     }
 
     pub fn connection_count(&self) -> usize {
@@ -196,7 +221,7 @@ pub async fn ws_upgrade(
 ) -> Response {
     let id = new_connection_id();
     let mut ev = gw.event(&id, "$connect", "CONNECT", None);
-    ev.query_string_parameters = query.clone().into_iter().collect::<HashMap<_, _>>().into();
+    ev.query_string_parameters = query.into();
     ev.headers = headers.clone();
     let resp = gw.handler.handle(ev).await;
     if resp.status_code != 200 {
@@ -249,6 +274,9 @@ pub async fn post_to_connection(
     }
     if body.len() > MAX_FRAME_BYTES {
         return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"message": "Message too long"}))).into_response();
+    }
+    if gw.faults.should_fail(&body) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": "Internal server error (injected)"}))).into_response();
     }
     let Some(id) = ConnectionId::parse(&id) else { return gone() };
     let text = String::from_utf8_lossy(&body).into_owned();

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod apigw;
 mod client;
+mod gateway;
 mod secrets;
 mod serve;
 
@@ -29,6 +30,17 @@ enum Command {
     Token(client::TokenArgs),
     /// Post the seed's test event to a webhook URL, authenticated with the configured key.
     SendTestEvent(client::SendTestEventArgs),
+    /// The local stream's dead letters (records that failed every fan-out attempt).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print every dead letter, one JSON object a line.
+    List(DataDir),
 }
 
 /// Where `relay serve` keeps data and development secrets.
@@ -55,6 +67,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(args) => client::token(args),
             Command::SendTestEvent(args) => client::send_test_event(args).await,
+            Command::Dlq { command: DlqCommand::List(data) } => client::dlq_list(&data),
         }
     });
     match result {

@@ -8,18 +8,31 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::json;
+use shared::api::ApiHandler;
 use shared::auth::Authenticator;
 use shared::config::Config;
+use shared::connection::ConnectionStore;
+use shared::connection::dynamodb::{DynamoConnections, ensure_connections_table};
+use shared::connection::sqlite::SqliteConnections;
+use shared::fanout::FanoutHandler;
+use shared::push::ApiGatewayPusher;
 use shared::store::EventStore;
 use shared::store::dynamodb::{self, DynamoStore};
 use shared::store::sqlite::SqliteStore;
+use shared::stream::{FileDeadLetters, MappingConfig, run_mapping};
+use shared::subscription::SubscriptionHandler;
+use shared::token::TokenKeys;
 use shared::webhook::WebhookHandler;
 
 use crate::client::CliResult;
+use crate::gateway::{self, Faults, Gateway, Limits};
 use crate::{DataDir, apigw, secrets};
+
+/// Dead-letter file of the local stream mapping, in the data dir.
+pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
 
 /// API Gateway HTTP APIs refuse bodies over 10 MB before any Lambda sees them.
 const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
@@ -37,10 +50,29 @@ pub struct ServeArgs {
     events_table: Option<String>,
     #[arg(long)]
     connections_table: Option<String>,
+    /// Close a WebSocket after this many seconds without a client frame (API Gateway: 600).
+    #[arg(long, default_value_t = 600)]
+    ws_idle_timeout: u64,
+    /// Close every WebSocket after this many seconds (API Gateway: 7200).
+    #[arg(long, default_value_t = 7200)]
+    ws_max_lifetime: u64,
+    /// Posts in flight at once per fan-out batch.
+    #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = shared::fanout::DEFAULT_CONCURRENCY)]
+    fanout_concurrency: usize,
+    /// Attempts per stream record before it goes to the dead letters.
+    #[arg(long, default_value_t = 5)]
+    stream_max_attempts: u32,
+    /// Testing: the first N posts to @connections fail with 500.
+    #[arg(long, default_value_t = 0, hide = true)]
+    inject_push_failures: u64,
+    /// Testing: every post of a message about this bot fails with 500.
+    #[arg(long, hide = true)]
+    poison_bot: Option<String>,
 }
 
 struct AppState {
     webhook: WebhookHandler,
+    api: ApiHandler,
 }
 
 pub async fn run(args: ServeArgs) -> CliResult {
@@ -55,38 +87,74 @@ pub async fn run(args: ServeArgs) -> CliResult {
     fill_development_secrets(&mut config, &args.data)?;
     let auth = Authenticator::new(&config.auth)?;
 
-    let (store, store_name): (Arc<dyn EventStore>, String) = match &args.dynamodb_endpoint {
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    // Sockets do not outlive the process, so neither do the local host's connection records.
+    let (events, connections, source_name): (Arc<dyn EventStore>, Arc<dyn ConnectionStore>, String);
+    let stream: StreamChoice;
+    match &args.dynamodb_endpoint {
         Some(endpoint) => {
-            let client = dynamodb::client_for(Some(endpoint)).await;
+            let sdk = dynamodb::sdk_config(Some(endpoint)).await;
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
             dynamodb::ensure_events_table(&client, &config.events_table).await?;
-            let store = DynamoStore::new(client, config.events_table.clone(), config.retention);
-            (Arc::new(store), format!("dynamodb:{}", config.events_table))
+            ensure_connections_table(&client, &config.connections_table).await?;
+            events = Arc::new(DynamoStore::new(client.clone(), config.events_table.clone(), config.retention));
+            connections = Arc::new(DynamoConnections::new(client, config.connections_table.clone()));
+            stream = StreamChoice::Dynamo(sdk, config.events_table.clone());
+            source_name = format!("dynamodb:{}", config.events_table);
         }
         None => {
             let path = args.data.data_dir.join("events.sqlite3");
             let store = Arc::new(SqliteStore::open(&path, config.retention)?);
-            spawn_purge(store.clone());
-            (store, format!("sqlite:{}", path.display()))
+            let conns = Arc::new(SqliteConnections::open(&args.data.data_dir.join("connections.sqlite3"))?);
+            spawn_purge(store.clone(), conns.clone());
+            events = store.clone();
+            connections = conns;
+            stream = StreamChoice::Sqlite(store);
+            source_name = format!("sqlite:{}", path.display());
         }
-    };
+    }
+
+    let client_secret = config.client_secret.clone().unwrap_or_default();
+    let tokens = TokenKeys::new(&client_secret)?;
+    // The fan-out and the WebSocket routes push through this host's own @connections API with
+    // the real management API client, exactly as they do on AWS.
+    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(&format!("http://{addr}"), true).await);
+    let subscriptions = Arc::new(SubscriptionHandler::new(tokens.clone(), connections.clone(), events.clone(), pusher.clone()));
+    let faults = Faults::new(args.inject_push_failures, args.poison_bot.clone());
+    let limits = Limits { idle: Duration::from_secs(args.ws_idle_timeout), lifetime: Duration::from_secs(args.ws_max_lifetime) };
+    let gw = Gateway::new(subscriptions, limits, faults);
+    let fanout = Arc::new(FanoutHandler::new(connections.clone(), pusher, args.fanout_concurrency));
+    let dead = Arc::new(FileDeadLetters::new(args.data.data_dir.join(DEAD_LETTERS)));
+    let mapping = MappingConfig { max_attempts: args.stream_max_attempts.max(1), ..Default::default() };
+    spawn_stream(stream, fanout, dead, mapping).await?;
 
     let state = Arc::new(AppState {
-        webhook: WebhookHandler::new(auth, store, config.max_body_bytes),
+        api: ApiHandler::new(tokens, events.clone(), config.cors_allow_origins.clone()),
+        webhook: WebhookHandler::new(auth, events, config.max_body_bytes),
     });
+    let management = Router::new()
+        .route(
+            "/{id}",
+            post(gateway::post_to_connection).get(gateway::get_connection).delete(gateway::delete_connection),
+        )
+        .with_state(gw.clone());
     let app = Router::new()
         .route("/api/meeting-bot/webhook", post(webhook))
+        .route("/api/meeting-bot/{bot}/status", get(api).options(api))
+        .route("/api/meeting-bot/{bot}/events", get(api).options(api))
+        .route("/api/meeting-bot/{bot}/events/{id}", get(api).options(api))
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state)
+        .route("/ws", get(gateway::ws_upgrade).with_state(gw))
+        // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
+        .nest("/@connections", management.clone())
+        .nest("/%40connections", management);
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let addr = listener.local_addr()?;
-    tracing::info!(addr = %addr, store = store_name, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    tracing::info!(addr = %addr, store = source_name, "listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -122,18 +190,67 @@ fn fill_development_secrets(config: &mut Config, data: &DataDir) -> CliResult {
     Ok(())
 }
 
-fn spawn_purge(store: Arc<SqliteStore>) {
+fn spawn_purge(store: Arc<SqliteStore>, connections: Arc<SqliteConnections>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            match store.purge_expired(chrono::Utc::now().timestamp()).await {
+            let now = chrono::Utc::now().timestamp();
+            match store.purge_expired(now).await {
                 Ok(n) if n > 0 => tracing::info!(purged = n, "expired events purged"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "purge of expired events failed"),
             }
+            if let Err(e) = connections.purge_expired(now).await {
+                tracing::warn!(error = %e, "purge of expired connections failed");
+            }
         }
     });
+}
+
+enum StreamChoice {
+    Sqlite(Arc<SqliteStore>),
+    Dynamo(aws_config::SdkConfig, String),
+}
+
+/// Plays the Lambda event source mapping: the stream's records, in batches, to the fan-out.
+async fn spawn_stream(
+    choice: StreamChoice,
+    fanout: Arc<FanoutHandler>,
+    dead: Arc<FileDeadLetters>,
+    mapping: MappingConfig,
+) -> CliResult {
+    match choice {
+        StreamChoice::Sqlite(store) => {
+            let source = shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_millis(2)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
+                    tracing::error!(error = %e, "stream mapping stopped");
+                }
+            });
+        }
+        StreamChoice::Dynamo(sdk, table) => {
+            let source = shared::stream::dynamodb::DynamoStreams::latest(&sdk, &table, Duration::from_millis(100)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
+                    tracing::error!(error = %e, "stream mapping stopped");
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn api(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let route = format!("{method} {}", uri.path());
+    let req = apigw::http_event(&route, method, &uri, headers, axum::body::Bytes::new(), Some(peer), &[]);
+    apigw::into_response(state.api.handle(req).await)
 }
 
 async fn webhook(

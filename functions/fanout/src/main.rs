@@ -1,0 +1,29 @@
+//! Fan-out Lambda: the events table's stream (inserts of event items, filtered by the event
+//! source mapping) to every subscribed browser, with partial batch failures.
+
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use shared::config::Config;
+use shared::connection::dynamodb::DynamoConnections;
+use shared::fanout::{DEFAULT_CONCURRENCY, FanoutHandler};
+use shared::push::ApiGatewayPusher;
+use shared::store::dynamodb::client_for;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = Config::from_env()?;
+    let endpoint = config.websocket_endpoint.as_deref().ok_or("WEBSOCKET_ENDPOINT is not set")?;
+    let concurrency = std::env::var("FANOUT_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CONCURRENCY);
+    let connections = Arc::new(DynamoConnections::new(client_for(None).await, config.connections_table.clone()));
+    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
+    let handler = Arc::new(FanoutHandler::new(connections, pusher, concurrency));
+    run(service_fn(move |event: LambdaEvent<Event>| {
+        let handler = handler.clone();
+        async move { Ok::<DynamoDbEventResponse, Error>(handler.handle(event.payload).await) }
+    }))
+    .await
+}
