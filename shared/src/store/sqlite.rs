@@ -39,7 +39,7 @@ const QUEUE: usize = 4 * MAX_BATCH;
 /// Read connections kept open, and the most reads running at once.
 const READERS: usize = 4;
 /// How long a connection waits for a lock held by another connection or process.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows one purge step deletes; purges run between append batches in steps this small so
 /// they never hold the writer (and the appends queued behind it) for long.
 const PURGE_STEP: u32 = 1000;
@@ -107,11 +107,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             queue: Some(queue),
             writer: Some(writer),
-            readers: Arc::new(ReadPool {
-                path: path.to_owned(),
-                idle: Mutex::new(Vec::with_capacity(READERS)),
-                permits: Arc::new(Semaphore::new(READERS)),
-            }),
+            readers: Arc::new(ReadPool::new(path)),
         })
     }
 
@@ -178,29 +174,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, Fault> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let pool = self.readers.clone();
-        let permit = pool
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
-        let joined = tokio::task::spawn_blocking(move || {
-            // Held until the read is done even if the caller stops waiting: bounds connections.
-            let _permit = permit;
-            let conn = pool.take()?;
-            let result = f(&conn);
-            // A connection that just failed may be broken; let the next read open a fresh one.
-            if result.is_ok() {
-                pool.give_back(conn);
-            }
-            result
-        })
-        .await;
-        match joined {
-            Ok(result) => result.map_err(StoreError::from),
-            Err(e) => Err(StoreError::Unavailable(format!("read task failed: {e}"))),
-        }
+        self.readers.read(f).await
     }
 }
 
@@ -208,9 +182,7 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Idle readers first, so the writer's connection is the last one and its close
         // checkpoints the WAL into the main file.
-        if let Ok(mut idle) = self.readers.idle.lock() {
-            idle.clear();
-        }
+        self.readers.close_idle();
         // Closing the queue lets the writer finish what is queued and exit; joining it means
         // the file is closed once the store is gone, so it can be reopened at once.
         self.queue.take();
@@ -286,7 +258,7 @@ impl EventStore for SqliteStore {
 
 /// Internal error, so `?` works on rusqlite results without a crate-wide `From` impl.
 #[derive(Debug)]
-enum Fault {
+pub(crate) enum Fault {
     Unavailable(String),
     Corrupt(String),
 }
@@ -385,7 +357,7 @@ fn open_reader(path: &Path) -> Result<Connection, Fault> {
     Ok(conn)
 }
 
-struct ReadPool {
+pub(crate) struct ReadPool {
     path: std::path::PathBuf,
     idle: Mutex<Vec<Connection>>,
     /// At most [`READERS`] reads at once, so at most that many connections exist.
@@ -393,6 +365,54 @@ struct ReadPool {
 }
 
 impl ReadPool {
+    /// A pool of read-only connections to the database at `path`, opened on demand. The
+    /// file must already exist in WAL mode (its writer opens it first).
+    pub(crate) fn new(path: &Path) -> ReadPool {
+        ReadPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::with_capacity(READERS)),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.clone();
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
+        let joined = tokio::task::spawn_blocking(move || {
+            // Held until the read is done even if the caller stops waiting: bounds connections.
+            let _permit = permit;
+            let conn = pool.take()?;
+            let result = f(&conn);
+            // A connection that just failed may be broken; let the next read open a fresh one.
+            if result.is_ok() {
+                pool.give_back(conn);
+            }
+            result
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(e) => Err(StoreError::Unavailable(format!("read task failed: {e}"))),
+        }
+    }
+
+    /// Closes the idle connections (the owner does this before closing its writer, so the
+    /// writer's close is the last one and checkpoints the WAL).
+    pub(crate) fn close_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     fn take(&self) -> Result<Connection, Fault> {
         let idle = self
             .idle
