@@ -99,7 +99,10 @@ async fn every_fixture_is_accepted_with_its_canonical_event() {
     // meeting_error made the session failed; the later complete and failed cannot move a
     // terminal status, and the error that ended it stays.
     assert_eq!(s.status, Status::Failed);
-    assert_eq!(s.error.as_deref(), Some("CannotJoinMeeting: The meeting could not be joined"));
+    assert_eq!(
+        s.error.as_deref(),
+        Some("CannotJoinMeeting: The meeting could not be joined")
+    );
     assert_eq!(s.seq, 11);
     let events = store.events_after(&v1, 0, 100).await.expect("list").events;
     let bodies: Vec<&str> = events.iter().map(|e| e.body.as_str()).collect();

@@ -57,7 +57,11 @@ pub const DEFAULT_LIMIT: u32 = 100;
 
 impl ApiHandler {
     pub fn new(tokens: TokenKeys, events: Arc<dyn EventStore>, cors_origins: Vec<String>) -> Self {
-        Self { tokens, events, cors_origins }
+        Self {
+            tokens,
+            events,
+            cors_origins,
+        }
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -73,7 +77,10 @@ impl ApiHandler {
             match self.route(&req).await {
                 Ok(text) => {
                     let mut r = Response::new(Body::Text(text));
-                    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
                     r
                 }
                 Err(e) => {
@@ -87,27 +94,51 @@ impl ApiHandler {
         };
         self.cors(origin.as_ref(), resp.headers_mut());
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(request_id = rid, path, status = resp.status().as_u16(), latency_ms, "api");
+        tracing::info!(
+            request_id = rid,
+            path,
+            status = resp.status().as_u16(),
+            latency_ms,
+            "api"
+        );
         resp
     }
 
     fn cors(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
         let Some(origin) = origin else { return };
-        let allowed = self.cors_origins.iter().any(|o| o == "*" || origin.as_bytes() == o.as_bytes());
+        let allowed = self
+            .cors_origins
+            .iter()
+            .any(|o| o == "*" || origin.as_bytes() == o.as_bytes());
         if !allowed {
             return;
         }
         headers.insert("access-control-allow-origin", origin.clone());
         headers.insert("vary", HeaderValue::from_static("Origin"));
-        headers.insert("access-control-allow-headers", HeaderValue::from_static("authorization, content-type"));
-        headers.insert("access-control-allow-methods", HeaderValue::from_static("GET, POST, OPTIONS"));
+        headers.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
         headers.insert("access-control-max-age", HeaderValue::from_static("600"));
     }
 
     fn claims(&self, req: &Request) -> Result<Claims, ApiError> {
-        let header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::Unauthorized)?;
-        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(ApiError::Unauthorized)?;
-        self.tokens.verify(token.trim()).map_err(|_| ApiError::Unauthorized)
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        self.tokens
+            .verify(token.trim())
+            .map_err(|_| ApiError::Unauthorized)
     }
 
     async fn route(&self, req: &Request) -> Result<String, ApiError> {
@@ -119,7 +150,8 @@ impl ApiHandler {
             return Err(ApiError::MethodNotAllowed);
         }
         let claims = self.claims(req)?;
-        let bot = BotId::parse(bot).map_err(|e| ApiError::BadRequest(format!("invalid bot id: {e}")))?;
+        let bot =
+            BotId::parse(bot).map_err(|e| ApiError::BadRequest(format!("invalid bot id: {e}")))?;
         if !claims.scope.allows(Scope::Read) || !claims.allows_bot(&bot) {
             return Err(ApiError::Forbidden);
         }
@@ -131,7 +163,11 @@ impl ApiHandler {
             }
             ["events", id] => {
                 let id = EventId::parse(id).ok_or(ApiError::NotFound("no such event"))?;
-                let event = self.events.event(&bot, &id).await?.ok_or(ApiError::NotFound("no such event"))?;
+                let event = self
+                    .events
+                    .event(&bot, &id)
+                    .await?
+                    .ok_or(ApiError::NotFound("no such event"))?;
                 to_text(&EventOut::of(&event)?)
             }
             _ => Err(ApiError::NotFound("no such route")),
@@ -139,31 +175,56 @@ impl ApiHandler {
     }
 
     async fn status(&self, bot: &BotId) -> Result<String, ApiError> {
-        let session = self.events.session(bot).await?.ok_or(ApiError::NotFound("no session for this bot"))?;
+        let session = self
+            .events
+            .session(bot)
+            .await?
+            .ok_or(ApiError::NotFound("no session for this bot"))?;
         Ok(crate::message::snapshot(bot.as_str(), Some(&session)))
     }
 
     async fn list(&self, bot: &BotId, since: u64, limit: u32) -> Result<String, ApiError> {
         let page = self.events.events_after(bot, since, limit).await?;
         let next_since = page.events.last().map(|e| e.seq).unwrap_or(since);
-        let events = page.events.iter().map(EventOut::of).collect::<Result<Vec<_>, _>>()?;
-        to_text(&ListOut { bot_id: bot, events, more: page.more, next_since })
+        let events = page
+            .events
+            .iter()
+            .map(EventOut::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        to_text(&ListOut {
+            bot_id: bot,
+            events,
+            more: page.more,
+            next_since,
+        })
     }
 }
 
 fn query(req: &Request) -> Result<(u64, u32), ApiError> {
     let mut since = 0;
     let mut limit = DEFAULT_LIMIT;
-    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "since" => since = v.parse().map_err(|_| ApiError::BadRequest("since must be a whole number".into()))?,
+            "since" => {
+                since = v
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest("since must be a whole number".into()))?
+            }
             "limit" => {
                 limit = v
                     .parse()
                     .ok()
                     .filter(|l| (1..=MAX_PAGE).contains(l))
-                    .ok_or_else(|| ApiError::BadRequest(format!("limit must be from 1 to {MAX_PAGE}")))?
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit must be from 1 to {MAX_PAGE}"))
+                    })?
             }
             _ => {}
         }
@@ -189,8 +250,8 @@ struct EventOut<'a> {
 
 impl<'a> EventOut<'a> {
     fn of(e: &'a StoredEvent) -> Result<Self, ApiError> {
-        let payload: &RawValue =
-            serde_json::from_str(&e.body).map_err(|_| ApiError::Store(StoreError::Corrupt("stored body is not JSON".into())))?;
+        let payload: &RawValue = serde_json::from_str(&e.body)
+            .map_err(|_| ApiError::Store(StoreError::Corrupt("stored body is not JSON".into())))?;
         Ok(Self {
             event_id: &e.event_id,
             bot_id: &e.bot_id,
@@ -200,7 +261,9 @@ impl<'a> EventOut<'a> {
             family: e.family,
             status: e.status,
             status_code: e.status_code.as_deref(),
-            timestamp: e.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            timestamp: e
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             payload,
         })
     }

@@ -38,8 +38,16 @@ pub struct BatchReport {
 }
 
 impl FanoutHandler {
-    pub fn new(connections: Arc<dyn ConnectionStore>, pusher: Arc<dyn Pusher>, concurrency: usize) -> Self {
-        Self { connections, pusher, concurrency: concurrency.max(1) }
+    pub fn new(
+        connections: Arc<dyn ConnectionStore>,
+        pusher: Arc<dyn Pusher>,
+        concurrency: usize,
+    ) -> Self {
+        Self {
+            connections,
+            pusher,
+            concurrency: concurrency.max(1),
+        }
     }
 
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
@@ -53,7 +61,10 @@ impl FanoutHandler {
             sent = report.sent,
             gone = report.gone,
             failed = report.failed,
-            retry_from = response.batch_item_failures.first().and_then(|f| f.item_identifier.clone()),
+            retry_from = response
+                .batch_item_failures
+                .first()
+                .and_then(|f| f.item_identifier.clone()),
             latency_ms,
             "fanout"
         );
@@ -61,7 +72,10 @@ impl FanoutHandler {
     }
 
     pub async fn process(&self, event: Event) -> (DynamoDbEventResponse, BatchReport) {
-        let mut report = BatchReport { records: event.records.len(), ..Default::default() };
+        let mut report = BatchReport {
+            records: event.records.len(),
+            ..Default::default()
+        };
         let mut subscribers: HashMap<BotId, Vec<ConnectionId>> = HashMap::new();
         let mut response = DynamoDbEventResponse::default();
         for record in &event.records {
@@ -103,17 +117,18 @@ impl FanoutHandler {
                 continue;
             }
             let text = message::status_update(&stored, body_inline.then_some(stored.body.as_str()));
-            let results: Vec<(ConnectionId, Result<(), PushError>)> = futures::stream::iter(targets)
-                .map(|id| {
-                    let (pusher, text) = (self.pusher.clone(), &text);
-                    async move {
-                        let r = pusher.send(&id, text).await;
-                        (id, r)
-                    }
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
+            let results: Vec<(ConnectionId, Result<(), PushError>)> =
+                futures::stream::iter(targets)
+                    .map(|id| {
+                        let (pusher, text) = (self.pusher.clone(), &text);
+                        async move {
+                            let r = pusher.send(&id, text).await;
+                            (id, r)
+                        }
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .collect()
+                    .await;
             let mut record_failed = false;
             for (id, r) in results {
                 match r {

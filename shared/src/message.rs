@@ -65,11 +65,21 @@ fn transcript_of(kind: EventKind, data: &Map<String, Value>) -> Option<Value> {
     if kind != EventKind::MeetingCompleted && kind != EventKind::TranscriptionAvailable {
         return None;
     }
-    data.get("transcript").or_else(|| data.get("transcription")).filter(|t| !t.is_null()).cloned()
+    data.get("transcript")
+        .or_else(|| data.get("transcription"))
+        .filter(|t| !t.is_null())
+        .cloned()
 }
 
 /// Fields that can be megabytes; dropped first when a message would be too big.
-const BULKY: [&str; 6] = ["transcript", "transcription", "raw_transcription", "diarization", "participants", "speakers"];
+const BULKY: [&str; 6] = [
+    "transcript",
+    "transcription",
+    "raw_transcription",
+    "diarization",
+    "participants",
+    "speakers",
+];
 
 /// One `status_update` per stored event. `body` is `None` when the store could not inline it
 /// (a body that large never fits a frame anyway).
@@ -161,16 +171,25 @@ mod tests {
         let e = stored(EventKind::MeetingCompleted, &body);
         let m: Value = serde_json::from_str(&status_update(&e, Some(&body))).unwrap();
         assert_eq!(m["type"], "status_update");
-        assert_eq!((m["seq"].as_u64(), m["event"].as_str(), m["status"].as_str()), (Some(7), Some("meeting.completed"), Some("completed")));
+        assert_eq!(
+            (m["seq"].as_u64(), m["event"].as_str(), m["status"].as_str()),
+            (Some(7), Some("meeting.completed"), Some("completed"))
+        );
         assert!(m["transcript"].as_array().is_some_and(|t| !t.is_empty()));
         assert!(m["data"]["transcript"].is_null(), "not sent twice");
-        assert_eq!(m["data"]["mp4"].as_str().map(|s| s.starts_with("https://")), Some(true));
+        assert_eq!(
+            m["data"]["mp4"].as_str().map(|s| s.starts_with("https://")),
+            Some(true)
+        );
         assert!(m.get("truncated").is_none());
     }
 
     #[test]
     fn big_payloads_are_truncated_under_the_frame_limit() {
-        for body in [crate::testdata::v1_complete("b-1", 240, 1), crate::testdata::v2_completed("b-1", 120, 2)] {
+        for body in [
+            crate::testdata::v1_complete("b-1", 240, 1),
+            crate::testdata::v2_completed("b-1", 120, 2),
+        ] {
             let e = stored(EventKind::MeetingCompleted, &body);
             let text = status_update(&e, Some(&body));
             assert!(text.len() <= TRUNCATE_ABOVE_BYTES, "{} bytes", text.len());
@@ -182,13 +201,19 @@ mod tests {
         // Not inlined by the store: truncated, still a valid message.
         let e = stored(EventKind::MeetingCompleted, "");
         let m: Value = serde_json::from_str(&status_update(&e, None)).unwrap();
-        assert_eq!((m["truncated"].as_bool(), m["seq"].as_u64()), (Some(true), Some(7)));
+        assert_eq!(
+            (m["truncated"].as_bool(), m["seq"].as_u64()),
+            (Some(true), Some(7))
+        );
     }
 
     #[test]
     fn snapshot_and_small_messages() {
         let s: Value = serde_json::from_str(&snapshot("b", None)).unwrap();
-        assert_eq!((s["type"].as_str(), s["seq"].as_u64()), (Some("status_update"), Some(0)));
+        assert_eq!(
+            (s["type"].as_str(), s["seq"].as_u64()),
+            (Some("status_update"), Some(0))
+        );
         let c: Value = serde_json::from_str(&connected("b")).unwrap();
         assert_eq!(c, json!({"type": "connected", "bot_id": "b"}));
         let e: Value = serde_json::from_str(&error("forbidden", "no")).unwrap();

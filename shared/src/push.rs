@@ -40,18 +40,32 @@ impl ApiGatewayPusher {
             .operation_attempt_timeout(std::time::Duration::from_secs(3))
             .operation_timeout(std::time::Duration::from_secs(8))
             .build();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts).load().await;
-        let mut builder = aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        let mut builder =
+            aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
         if shared.region().is_none() {
-            builder = builder.region(aws_sdk_apigatewaymanagement::config::Region::new("us-east-1"));
+            builder = builder.region(aws_sdk_apigatewaymanagement::config::Region::new(
+                "us-east-1",
+            ));
         }
         if local {
             // The local host does not check signatures (it answers loopback peers only).
-            builder = builder.credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new(
-                "local", "local", None, None, "relay-local",
-            ));
+            builder = builder.credentials_provider(
+                aws_sdk_apigatewaymanagement::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "relay-local",
+                ),
+            );
         }
-        Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(builder.build()))
+        Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+            builder.build(),
+        ))
     }
 }
 
@@ -75,7 +89,9 @@ impl Pusher for ApiGatewayPusher {
                 if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) {
                     return Err(PushError::Gone);
                 }
-                Err(PushError::Failed(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e).to_string()))
+                Err(PushError::Failed(
+                    aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e).to_string(),
+                ))
             }
         }
     }

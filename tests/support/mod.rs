@@ -237,7 +237,8 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let python = std::env::var("RELAY_TEST_MOTO_PYTHON").unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
+        let python = std::env::var("RELAY_TEST_MOTO_PYTHON")
+            .unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
         assert!(
             Path::new(&python).exists(),
             "no Python with moto at {python}: run scripts/test (it installs moto[server] into .venv) or set RELAY_TEST_MOTO_PYTHON"
@@ -292,4 +293,118 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// A client token signed with the test client secret.
+pub fn token(bots: &[&str], ttl_secs: i64) -> String {
+    let keys = shared::token::TokenKeys::new(CLIENT_SECRET).expect("keys");
+    keys.mint(&shared::token::Claims {
+        sub: "tester".into(),
+        exp: chrono::Utc::now().timestamp() + ttl_secs,
+        bots: bots.iter().map(|b| b.to_string()).collect(),
+        scope: shared::token::Scope::Read,
+    })
+    .expect("mint")
+}
+
+/// A real WebSocket client of `relay serve`'s `/ws`, collecting every message it receives.
+pub struct WsClient {
+    pub tx: futures::channel::mpsc::UnboundedSender<String>,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WsClient {
+    pub async fn connect(relay: &Relay, token: &str) -> Result<WsClient, String> {
+        use futures::{SinkExt, StreamExt};
+        let url = format!(
+            "{}/ws?token={token}",
+            relay.base.replacen("http://", "ws://", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sink, mut stream) = ws.split();
+        let (out_tx, mut out_rx) = futures::channel::mpsc::unbounded::<String>();
+        let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    out = out_rx.next() => match out {
+                        Some(text) => { if sink.send(tokio_tungstenite::tungstenite::Message::text(text)).await.is_err() { break } }
+                        None => { let _ = sink.close().await; break }
+                    },
+                    msg = stream.next() => match msg {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                            if let Ok(v) = serde_json::from_str::<Value>(&t) { let _ = in_tx.send(v); }
+                        }
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                            let code = frame.map(|f| u16::from(f.code)).unwrap_or(0);
+                            let _ = in_tx.send(serde_json::json!({"type": "__closed", "code": code}));
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        _ => { let _ = in_tx.send(serde_json::json!({"type": "__closed", "code": 0})); break }
+                    },
+                }
+            }
+        });
+        Ok(WsClient {
+            tx: out_tx,
+            rx: in_rx,
+            task,
+        })
+    }
+
+    pub fn send(&self, v: Value) {
+        let _ = self.tx.unbounded_send(v.to_string());
+    }
+
+    /// The next message, or `None` after `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Value> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Messages until `wait` passes with nothing new.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(v) = self.next(wait).await {
+            out.push(v);
+        }
+        out
+    }
+
+    /// Waits for `n` event messages (status_update with an event_id) of `bot`, or panics.
+    pub async fn events(&mut self, bot: &str, n: usize, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(v)
+                    if v["type"] == "status_update"
+                        && v["bot_id"] == bot
+                        && !v["event_id"].is_null() =>
+                {
+                    got.push(v)
+                }
+                Some(_) => {}
+                None => panic!("got {} of {n} events for {bot}: {got:?}", got.len()),
+            }
+        }
+        got
+    }
+
+    /// Abruptly drops the TCP connection: no close frame.
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    pub async fn close(self) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
 }

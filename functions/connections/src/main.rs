@@ -16,16 +16,38 @@ use shared::token::TokenKeys;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
-    let tokens = TokenKeys::new(config.client_secret.as_deref().ok_or("RELAY_CLIENT_SECRET is not set")?)?;
-    let endpoint = config.websocket_endpoint.as_deref().ok_or("WEBSOCKET_ENDPOINT is not set")?;
+    let tokens = TokenKeys::new(
+        config
+            .client_secret
+            .as_deref()
+            .ok_or("RELAY_CLIENT_SECRET is not set")?,
+    )?;
+    let endpoint = config
+        .websocket_endpoint
+        .as_deref()
+        .ok_or("WEBSOCKET_ENDPOINT is not set")?;
     let client = client_for(None).await;
-    let events = Arc::new(DynamoStore::new(client.clone(), config.events_table.clone(), config.retention));
-    let connections = Arc::new(DynamoConnections::new(client, config.connections_table.clone()));
+    let events = Arc::new(DynamoStore::new(
+        client.clone(),
+        config.events_table.clone(),
+        config.retention,
+    ));
+    let connections = Arc::new(DynamoConnections::new(
+        client,
+        config.connections_table.clone(),
+    ));
     let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
-    let handler = Arc::new(SubscriptionHandler::new(tokens, connections, events, pusher));
-    run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-        let handler = handler.clone();
-        async move { Ok::<ApiGatewayProxyResponse, Error>(handler.handle(event.payload).await) }
-    }))
+    let handler = Arc::new(SubscriptionHandler::new(
+        tokens,
+        connections,
+        events,
+        pusher,
+    ));
+    run(service_fn(
+        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let handler = handler.clone();
+            async move { Ok::<ApiGatewayProxyResponse, Error>(handler.handle(event.payload).await) }
+        },
+    ))
     .await
 }

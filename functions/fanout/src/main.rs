@@ -16,9 +16,18 @@ use shared::store::dynamodb::client_for;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
-    let endpoint = config.websocket_endpoint.as_deref().ok_or("WEBSOCKET_ENDPOINT is not set")?;
-    let concurrency = std::env::var("FANOUT_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CONCURRENCY);
-    let connections = Arc::new(DynamoConnections::new(client_for(None).await, config.connections_table.clone()));
+    let endpoint = config
+        .websocket_endpoint
+        .as_deref()
+        .ok_or("WEBSOCKET_ENDPOINT is not set")?;
+    let concurrency = std::env::var("FANOUT_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    let connections = Arc::new(DynamoConnections::new(
+        client_for(None).await,
+        config.connections_table.clone(),
+    ));
     let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
     let handler = Arc::new(FanoutHandler::new(connections, pusher, concurrency));
     run(service_fn(move |event: LambdaEvent<Event>| {

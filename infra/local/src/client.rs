@@ -149,7 +149,8 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
 }
 
 pub fn dlq_list(data: &DataDir) -> CliResult {
-    let letters = shared::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
+    let letters =
+        shared::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
     for letter in &letters {
         println!("{}", serde_json::to_string(letter)?);
     }

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode};
-use lambda_http::aws_lambda_events::apigw::{ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext};
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
+};
 use serde_json::json;
 use shared::connection::ConnectionId;
 use shared::subscription::SubscriptionHandler;
@@ -58,19 +60,34 @@ pub struct Faults {
 
 impl Faults {
     pub fn new(fail_next: u64, poison_bot: Option<String>) -> Self {
-        Self { fail_next: std::sync::atomic::AtomicU64::new(fail_next), poison_bot }
+        Self {
+            fail_next: std::sync::atomic::AtomicU64::new(fail_next),
+            poison_bot,
+        }
     }
 
+    /// Only event messages (the fan-out's) fail; replies to a client's own actions do not.
     fn should_fail(&self, body: &[u8]) -> bool {
         use std::sync::atomic::Ordering;
-        let took = self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if took {
+        if self.fail_next.load(Ordering::SeqCst) == 0 && self.poison_bot.is_none() {
+            return false;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return false;
+        };
+        if !v["event_id"].is_string() {
+            return false;
+        }
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
             return true;
         }
-        match &self.poison_bot {
-            Some(bot) => serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["bot_id"] == bot.as_str()),
-            None => false,
-        }
+        self.poison_bot
+            .as_deref()
+            .is_some_and(|bot| v["bot_id"] == bot)
     }
 }
 
@@ -84,14 +101,21 @@ fn new_connection_id() -> ConnectionId {
 
 impl Gateway {
     pub fn new(handler: Arc<SubscriptionHandler>, limits: Limits, faults: Faults) -> Arc<Self> {
-        Arc::new(Self { handler, sockets: Mutex::new(HashMap::new()), limits, faults })
+        Arc::new(Self {
+            handler,
+            sockets: Mutex::new(HashMap::new()),
+            limits,
+            faults,
+        })
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.sockets.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    fn event(&self, id: &ConnectionId, route: &str, event_type: &str, body: Option<String>) -> ApiGatewayWebsocketProxyRequest {
+    fn event(
+        &self,
+        id: &ConnectionId,
+        route: &str,
+        event_type: &str,
+        body: Option<String>,
+    ) -> ApiGatewayWebsocketProxyRequest {
         let now = Utc::now();
         let mut ctx = ApiGatewayWebsocketProxyRequestContext::default();
         ctx.route_key = Some(route.to_owned());
@@ -117,7 +141,9 @@ impl Gateway {
 
     /// Route selection on `$request.body.action`, with `$default` as the fallback.
     fn route_of(body: &str) -> &'static str {
-        let action = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["action"].as_str().map(str::to_owned));
+        let action = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["action"].as_str().map(str::to_owned));
         match action.as_deref() {
             Some("subscribe") => "subscribe",
             Some("unsubscribe") => "unsubscribe",
@@ -127,7 +153,9 @@ impl Gateway {
     }
 
     fn post(&self, id: &ConnectionId, text: String) -> bool {
-        let Ok(sockets) = self.sockets.lock() else { return false };
+        let Ok(sockets) = self.sockets.lock() else {
+            return false;
+        };
         match sockets.get(id) {
             Some(s) => s.tx.send(Outbound::Text(text)).is_ok(),
             None => false,
@@ -135,22 +163,39 @@ impl Gateway {
     }
 
     fn close(&self, id: &ConnectionId) -> bool {
-        let Ok(sockets) = self.sockets.lock() else { return false };
+        let Ok(sockets) = self.sockets.lock() else {
+            return false;
+        };
         match sockets.get(id) {
-            Some(s) => s.tx.send(Outbound::Close(1000, "closed by the server")).is_ok(),
+            Some(s) => {
+                s.tx.send(Outbound::Close(1000, "closed by the server"))
+                    .is_ok()
+            }
             None => false,
         }
     }
 
-    async fn run_socket(self: Arc<Self>, id: ConnectionId, socket: WebSocket, mut rx: mpsc::UnboundedReceiver<Outbound>) {
+    async fn run_socket(
+        self: Arc<Self>,
+        id: ConnectionId,
+        socket: WebSocket,
+        mut rx: mpsc::UnboundedReceiver<Outbound>,
+    ) {
         let (mut sink, mut stream) = socket.split();
-        let last_active = self.sockets.lock().ok().and_then(|s| s.get(&id).map(|s| s.last_active.clone()));
+        let last_active = self
+            .sockets
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&id).map(|s| s.last_active.clone()));
         let writer = tokio::spawn(async move {
             while let Some(out) = rx.recv().await {
                 let done = matches!(out, Outbound::Close(..));
                 let msg = match out {
                     Outbound::Text(t) => Message::Text(t.into()),
-                    Outbound::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                    Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })),
                 };
                 if sink.send(msg).await.is_err() || done {
                     break;
@@ -234,7 +279,10 @@ pub async fn ws_upgrade(
         connected_at: Utc::now(),
         last_active: Arc::new(Mutex::new(Utc::now())),
         source_ip: peer.ip().to_string(),
-        user_agent: headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     if let Ok(mut s) = gw.sockets.lock() {
         s.insert(id.clone(), socket);
@@ -253,14 +301,27 @@ pub async fn ws_upgrade(
 }
 
 fn gone() -> Response {
-    let mut r = (StatusCode::GONE, axum::Json(json!({"message": "GoneException", "__type": "GoneException"}))).into_response();
-    r.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static("GoneException"));
+    let mut r = (
+        StatusCode::GONE,
+        axum::Json(json!({"message": "GoneException", "__type": "GoneException"})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        http::HeaderValue::from_static("GoneException"),
+    );
     r
 }
 
 /// Only this machine may use the management API: it can write to any browser.
 fn loopback_only(peer: &SocketAddr) -> Option<Response> {
-    (!peer.ip().is_loopback()).then(|| (StatusCode::FORBIDDEN, axum::Json(json!({"message": "Forbidden"}))).into_response())
+    (!peer.ip().is_loopback()).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "Forbidden"})),
+        )
+            .into_response()
+    })
 }
 
 pub async fn post_to_connection(
@@ -273,22 +334,44 @@ pub async fn post_to_connection(
         return r;
     }
     if body.len() > MAX_FRAME_BYTES {
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"message": "Message too long"}))).into_response();
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(json!({"message": "Message too long"})),
+        )
+            .into_response();
     }
     if gw.faults.should_fail(&body) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": "Internal server error (injected)"}))).into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"message": "Internal server error (injected)"})),
+        )
+            .into_response();
     }
-    let Some(id) = ConnectionId::parse(&id) else { return gone() };
+    let Some(id) = ConnectionId::parse(&id) else {
+        return gone();
+    };
     let text = String::from_utf8_lossy(&body).into_owned();
-    if gw.post(&id, text) { StatusCode::OK.into_response() } else { gone() }
+    if gw.post(&id, text) {
+        StatusCode::OK.into_response()
+    } else {
+        gone()
+    }
 }
 
-pub async fn get_connection(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(id): Path<String>) -> Response {
+pub async fn get_connection(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = loopback_only(&peer) {
         return r;
     }
-    let Some(id) = ConnectionId::parse(&id) else { return gone() };
-    let Ok(sockets) = gw.sockets.lock() else { return gone() };
+    let Some(id) = ConnectionId::parse(&id) else {
+        return gone();
+    };
+    let Ok(sockets) = gw.sockets.lock() else {
+        return gone();
+    };
     match sockets.get(&id) {
         Some(s) => {
             let last = s.last_active.lock().map(|t| *t).unwrap_or(s.connected_at);
@@ -303,10 +386,20 @@ pub async fn get_connection(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): C
     }
 }
 
-pub async fn delete_connection(State(gw): State<Arc<Gateway>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(id): Path<String>) -> Response {
+pub async fn delete_connection(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = loopback_only(&peer) {
         return r;
     }
-    let Some(id) = ConnectionId::parse(&id) else { return gone() };
-    if gw.close(&id) { StatusCode::NO_CONTENT.into_response() } else { gone() }
+    let Some(id) = ConnectionId::parse(&id) else {
+        return gone();
+    };
+    if gw.close(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        gone()
+    }
 }

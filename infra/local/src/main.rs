@@ -67,7 +67,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(args) => client::token(args),
             Command::SendTestEvent(args) => client::send_test_event(args).await,
-            Command::Dlq { command: DlqCommand::List(data) } => client::dlq_list(&data),
+            Command::Dlq {
+                command: DlqCommand::List(data),
+            } => client::dlq_list(&data),
         }
     });
     match result {

@@ -89,8 +89,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    // Sockets do not outlive the process, so neither do the local host's connection records.
-    let (events, connections, source_name): (Arc<dyn EventStore>, Arc<dyn ConnectionStore>, String);
+    let (events, connections, source_name): (
+        Arc<dyn EventStore>,
+        Arc<dyn ConnectionStore>,
+        String,
+    );
     let stream: StreamChoice;
     match &args.dynamodb_endpoint {
         Some(endpoint) => {
@@ -98,15 +101,27 @@ pub async fn run(args: ServeArgs) -> CliResult {
             let client = aws_sdk_dynamodb::Client::new(&sdk);
             dynamodb::ensure_events_table(&client, &config.events_table).await?;
             ensure_connections_table(&client, &config.connections_table).await?;
-            events = Arc::new(DynamoStore::new(client.clone(), config.events_table.clone(), config.retention));
-            connections = Arc::new(DynamoConnections::new(client, config.connections_table.clone()));
+            events = Arc::new(DynamoStore::new(
+                client.clone(),
+                config.events_table.clone(),
+                config.retention,
+            ));
+            connections = Arc::new(DynamoConnections::new(
+                client,
+                config.connections_table.clone(),
+            ));
             stream = StreamChoice::Dynamo(sdk, config.events_table.clone());
             source_name = format!("dynamodb:{}", config.events_table);
         }
         None => {
+            // Sockets do not outlive the process, so neither do the local connection records.
             let path = args.data.data_dir.join("events.sqlite3");
             let store = Arc::new(SqliteStore::open(&path, config.retention)?);
-            let conns = Arc::new(SqliteConnections::open(&args.data.data_dir.join("connections.sqlite3"))?);
+            let conns_path = args.data.data_dir.join("connections.sqlite3");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", conns_path.display()));
+            }
+            let conns = Arc::new(SqliteConnections::open(&conns_path)?);
             spawn_purge(store.clone(), conns.clone());
             events = store.clone();
             connections = conns;
@@ -120,13 +135,28 @@ pub async fn run(args: ServeArgs) -> CliResult {
     // The fan-out and the WebSocket routes push through this host's own @connections API with
     // the real management API client, exactly as they do on AWS.
     let pusher = Arc::new(ApiGatewayPusher::for_endpoint(&format!("http://{addr}"), true).await);
-    let subscriptions = Arc::new(SubscriptionHandler::new(tokens.clone(), connections.clone(), events.clone(), pusher.clone()));
+    let subscriptions = Arc::new(SubscriptionHandler::new(
+        tokens.clone(),
+        connections.clone(),
+        events.clone(),
+        pusher.clone(),
+    ));
     let faults = Faults::new(args.inject_push_failures, args.poison_bot.clone());
-    let limits = Limits { idle: Duration::from_secs(args.ws_idle_timeout), lifetime: Duration::from_secs(args.ws_max_lifetime) };
+    let limits = Limits {
+        idle: Duration::from_secs(args.ws_idle_timeout),
+        lifetime: Duration::from_secs(args.ws_max_lifetime),
+    };
     let gw = Gateway::new(subscriptions, limits, faults);
-    let fanout = Arc::new(FanoutHandler::new(connections.clone(), pusher, args.fanout_concurrency));
+    let fanout = Arc::new(FanoutHandler::new(
+        connections.clone(),
+        pusher,
+        args.fanout_concurrency,
+    ));
     let dead = Arc::new(FileDeadLetters::new(args.data.data_dir.join(DEAD_LETTERS)));
-    let mapping = MappingConfig { max_attempts: args.stream_max_attempts.max(1), ..Default::default() };
+    let mapping = MappingConfig {
+        max_attempts: args.stream_max_attempts.max(1),
+        ..Default::default()
+    };
     spawn_stream(stream, fanout, dead, mapping).await?;
 
     let state = Arc::new(AppState {
@@ -136,7 +166,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let management = Router::new()
         .route(
             "/{id}",
-            post(gateway::post_to_connection).get(gateway::get_connection).delete(gateway::delete_connection),
+            post(gateway::post_to_connection)
+                .get(gateway::get_connection)
+                .delete(gateway::delete_connection),
         )
         .with_state(gw.clone());
     let app = Router::new()
@@ -152,9 +184,12 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .nest("/%40connections", management);
 
     tracing::info!(addr = %addr, store = source_name, "listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -222,7 +257,8 @@ async fn spawn_stream(
 ) -> CliResult {
     match choice {
         StreamChoice::Sqlite(store) => {
-            let source = shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_millis(2)).await?;
+            let source =
+                shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_millis(2)).await?;
             tokio::spawn(async move {
                 if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
                     tracing::error!(error = %e, "stream mapping stopped");
@@ -230,7 +266,12 @@ async fn spawn_stream(
             });
         }
         StreamChoice::Dynamo(sdk, table) => {
-            let source = shared::stream::dynamodb::DynamoStreams::latest(&sdk, &table, Duration::from_millis(100)).await?;
+            let source = shared::stream::dynamodb::DynamoStreams::latest(
+                &sdk,
+                &table,
+                Duration::from_millis(100),
+            )
+            .await?;
             tokio::spawn(async move {
                 if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
                     tracing::error!(error = %e, "stream mapping stopped");
@@ -249,7 +290,15 @@ async fn api(
     headers: HeaderMap,
 ) -> Response {
     let route = format!("{method} {}", uri.path());
-    let req = apigw::http_event(&route, method, &uri, headers, axum::body::Bytes::new(), Some(peer), &[]);
+    let req = apigw::http_event(
+        &route,
+        method,
+        &uri,
+        headers,
+        axum::body::Bytes::new(),
+        Some(peer),
+        &[],
+    );
     apigw::into_response(state.api.handle(req).await)
 }
 

@@ -944,7 +944,10 @@ impl<'a> EventFields<'a> {
         }
         match body {
             StoredBody::Inline(bytes) => {
-                item.insert("body".to_owned(), AttributeValue::B(Blob::new(bytes.clone())));
+                item.insert(
+                    "body".to_owned(),
+                    AttributeValue::B(Blob::new(bytes.clone())),
+                );
             }
             StoredBody::Chunked { hash, chunks } => {
                 item.insert("body_chunks".to_owned(), n(chunks.len()));
@@ -965,7 +968,9 @@ pub fn stream_image(event: &StoredEvent) -> Result<serde_dynamo::Item, StoreErro
     let body = StoredBody::encode_body(&event.body, others)?;
     let item = EventFields::of_stored(event).item(&pk(&event.bot_id), &body);
     Ok(serde_dynamo::Item::from(
-        item.into_iter().map(|(k, v)| (k, to_stream_value(v))).collect::<HashMap<_, _>>(),
+        item.into_iter()
+            .map(|(k, v)| (k, to_stream_value(v)))
+            .collect::<HashMap<_, _>>(),
     ))
 }
 
@@ -979,16 +984,23 @@ pub fn event_from_stream_image(
         Some(serde_dynamo::AttributeValue::S(k)) if k == KIND_EVENT => {}
         _ => return Ok(None),
     }
-    let item: Item = image.iter().map(|(k, v)| (k.clone(), from_stream_value(v))).collect();
+    let item: Item = image
+        .iter()
+        .map(|(k, v)| (k.clone(), from_stream_value(v)))
+        .collect();
     let bot = BotId::parse(get_s(&item, "bot_id")?).map_err(|_| corrupt(&item, "bad bot_id"))?;
     let EventItem { mut meta, body } = EventItem::parse(&item, &bot)?;
     match body {
         BodyRef::Inline(compressed) => {
             let raw = zstd::stream::decode_all(compressed.as_slice()).map_err(|e| {
-                StoreError::Corrupt(format!("body of {} does not decompress: {e}", meta.event_id))
+                StoreError::Corrupt(format!(
+                    "body of {} does not decompress: {e}",
+                    meta.event_id
+                ))
             })?;
-            meta.body = String::from_utf8(raw)
-                .map_err(|_| StoreError::Corrupt(format!("body of {} is not UTF-8", meta.event_id)))?;
+            meta.body = String::from_utf8(raw).map_err(|_| {
+                StoreError::Corrupt(format!("body of {} is not UTF-8", meta.event_id))
+            })?;
             Ok(Some((meta, true)))
         }
         BodyRef::Chunked { .. } => Ok(Some((meta, false))),
@@ -1004,7 +1016,11 @@ pub fn to_stream_value(v: AttributeValue) -> serde_dynamo::AttributeValue {
         AttributeValue::B(b) => D::B(b.into_inner()),
         AttributeValue::Bool(b) => D::Bool(b),
         AttributeValue::Null(b) => D::Null(b),
-        AttributeValue::M(m) => D::M(m.into_iter().map(|(k, v)| (k, to_stream_value(v))).collect()),
+        AttributeValue::M(m) => D::M(
+            m.into_iter()
+                .map(|(k, v)| (k, to_stream_value(v)))
+                .collect(),
+        ),
         AttributeValue::L(l) => D::L(l.into_iter().map(to_stream_value).collect()),
         AttributeValue::Ss(v) => D::Ss(v),
         AttributeValue::Ns(v) => D::Ns(v),
@@ -1021,7 +1037,11 @@ fn from_stream_value(v: &serde_dynamo::AttributeValue) -> AttributeValue {
         D::B(b) => AttributeValue::B(Blob::new(b.clone())),
         D::Bool(b) => AttributeValue::Bool(*b),
         D::Null(b) => AttributeValue::Null(*b),
-        D::M(m) => AttributeValue::M(m.iter().map(|(k, v)| (k.clone(), from_stream_value(v))).collect()),
+        D::M(m) => AttributeValue::M(
+            m.iter()
+                .map(|(k, v)| (k.clone(), from_stream_value(v)))
+                .collect(),
+        ),
         D::L(l) => AttributeValue::L(l.iter().map(from_stream_value).collect()),
         D::Ss(v) => AttributeValue::Ss(v.clone()),
         D::Ns(v) => AttributeValue::Ns(v.clone()),

@@ -25,15 +25,34 @@ fn unavailable(op: &str, e: impl std::fmt::Display) -> StoreError {
 
 impl DynamoStreams {
     /// Reads the stream of `table` from now on (iterator type LATEST).
-    pub async fn latest(config: &aws_config::SdkConfig, table: &str, poll: Duration) -> Result<Self, StoreError> {
+    pub async fn latest(
+        config: &aws_config::SdkConfig,
+        table: &str,
+        poll: Duration,
+    ) -> Result<Self, StoreError> {
         let ddb = aws_sdk_dynamodb::Client::new(config);
-        let desc = ddb.describe_table().table_name(table).send().await.map_err(|e| unavailable("DescribeTable", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))?;
+        let desc = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(
+                    "DescribeTable",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&e),
+                )
+            })?;
         let stream_arn = desc
             .table()
             .and_then(|t| t.latest_stream_arn())
             .ok_or_else(|| StoreError::Unavailable(format!("table {table} has no stream")))?
             .to_owned();
-        let mut me = Self { client: aws_sdk_dynamodbstreams::Client::new(config), stream_arn, iterators: HashMap::new(), poll };
+        let mut me = Self {
+            client: aws_sdk_dynamodbstreams::Client::new(config),
+            stream_arn,
+            iterators: HashMap::new(),
+            poll,
+        };
         me.refresh_shards(ShardIteratorType::Latest).await?;
         Ok(me)
     }
@@ -45,11 +64,22 @@ impl DynamoStreams {
             .stream_arn(&self.stream_arn)
             .send()
             .await
-            .map_err(|e| unavailable("DescribeStream", aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?;
-        let shards = out.stream_description().map(|d| d.shards().to_vec()).unwrap_or_default();
+            .map_err(|e| {
+                unavailable(
+                    "DescribeStream",
+                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
+                )
+            })?;
+        let shards = out
+            .stream_description()
+            .map(|d| d.shards().to_vec())
+            .unwrap_or_default();
         for shard in shards {
             let Some(id) = shard.shard_id() else { continue };
-            let open = shard.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none();
+            let open = shard
+                .sequence_number_range()
+                .and_then(|r| r.ending_sequence_number())
+                .is_none();
             if !open || self.iterators.contains_key(id) {
                 continue;
             }
@@ -61,7 +91,12 @@ impl DynamoStreams {
                 .shard_iterator_type(kind.clone())
                 .send()
                 .await
-                .map_err(|e| unavailable("GetShardIterator", aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?;
+                .map_err(|e| {
+                    unavailable(
+                        "GetShardIterator",
+                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
+                    )
+                })?;
             if let Some(iterator) = it.shard_iterator() {
                 self.iterators.insert(id.to_owned(), iterator.to_owned());
             }
@@ -78,7 +113,11 @@ fn to_stream_value(v: &AttributeValue) -> serde_dynamo::AttributeValue {
         AttributeValue::B(b) => D::B(b.as_ref().to_vec()),
         AttributeValue::Bool(b) => D::Bool(*b),
         AttributeValue::Null(b) => D::Null(*b),
-        AttributeValue::M(m) => D::M(m.iter().map(|(k, v)| (k.clone(), to_stream_value(v))).collect()),
+        AttributeValue::M(m) => D::M(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_stream_value(v)))
+                .collect(),
+        ),
         AttributeValue::L(l) => D::L(l.iter().map(to_stream_value).collect()),
         AttributeValue::Ss(v) => D::Ss(v.clone()),
         AttributeValue::Ns(v) => D::Ns(v.clone()),
@@ -88,8 +127,13 @@ fn to_stream_value(v: &AttributeValue) -> serde_dynamo::AttributeValue {
 }
 
 fn image(m: Option<&HashMap<String, AttributeValue>>) -> serde_dynamo::Item {
-    let map: HashMap<String, serde_dynamo::AttributeValue> =
-        m.map(|m| m.iter().map(|(k, v)| (k.clone(), to_stream_value(v))).collect()).unwrap_or_default();
+    let map: HashMap<String, serde_dynamo::AttributeValue> = m
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_stream_value(v)))
+                .collect()
+        })
+        .unwrap_or_default();
     serde_dynamo::Item::from(map)
 }
 
@@ -122,7 +166,11 @@ impl StreamSource for DynamoStreams {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         loop {
             let mut records = Vec::new();
-            let shards: Vec<(String, String)> = self.iterators.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let shards: Vec<(String, String)> = self
+                .iterators
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let mut closed = false;
             for (shard, iterator) in shards {
                 let out = self
@@ -132,7 +180,12 @@ impl StreamSource for DynamoStreams {
                     .limit(max.clamp(1, 1000) as i32)
                     .send()
                     .await
-                    .map_err(|e| unavailable("GetRecords", aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?;
+                    .map_err(|e| {
+                        unavailable(
+                            "GetRecords",
+                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
+                        )
+                    })?;
                 records.extend(out.records().iter().map(convert));
                 match out.next_shard_iterator() {
                     Some(next) => {

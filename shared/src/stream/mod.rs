@@ -60,12 +60,21 @@ pub struct FileDeadLetters {
 
 impl FileDeadLetters {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), lock: Mutex::new(()) }
+        Self {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
     }
 
     pub fn put(&self, letter: &DeadLetter) -> std::io::Result<()> {
-        let _guard = self.lock.lock().map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let _guard = self
+            .lock
+            .lock()
+            .map_err(|_| std::io::Error::other("dead-letter lock poisoned"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         let mut line = serde_json::to_vec(letter).map_err(std::io::Error::other)?;
         line.push(b'\n');
         f.write_all(&line)?;
@@ -74,7 +83,10 @@ impl FileDeadLetters {
 
     pub fn list(path: &Path) -> std::io::Result<Vec<DeadLetter>> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Ok(text) => Ok(text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e),
         }
@@ -93,7 +105,12 @@ pub struct MappingConfig {
 
 impl Default for MappingConfig {
     fn default() -> Self {
-        Self { batch_size: 100, max_attempts: 5, base_backoff: Duration::from_millis(50), max_backoff: Duration::from_secs(5) }
+        Self {
+            batch_size: 100,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
     }
 }
 
@@ -131,7 +148,11 @@ pub async fn run_mapping(
             .batch_item_failures
             .iter()
             .filter_map(|f| f.item_identifier.as_deref())
-            .filter_map(|id| pending.iter().position(|r| r.change.sequence_number.as_deref() == Some(id)))
+            .filter_map(|id| {
+                pending
+                    .iter()
+                    .position(|r| r.change.sequence_number.as_deref() == Some(id))
+            })
             .min();
         let Some(k) = failed_at else {
             pending.clear();
@@ -154,7 +175,13 @@ pub async fn run_mapping(
                 seq: attr_s(&record, "seq"),
                 record: serde_json::to_value(&record).unwrap_or(serde_json::Value::Null),
             };
-            tracing::error!(sequence_number = letter.sequence_number, bot_id = letter.bot_id, event_id = letter.event_id, attempts, "record sent to the dead letters");
+            tracing::error!(
+                sequence_number = letter.sequence_number,
+                bot_id = letter.bot_id,
+                event_id = letter.event_id,
+                attempts,
+                "record sent to the dead letters"
+            );
             if let Err(e) = dead.put(&letter) {
                 tracing::error!(error = %e, "writing a dead letter failed");
             }
@@ -163,7 +190,12 @@ pub async fn run_mapping(
         }
         let exp = config.base_backoff.saturating_mul(1u32 << attempts.min(16));
         let backoff = exp.min(config.max_backoff);
-        tracing::warn!(attempts, backoff_ms = backoff.as_millis() as u64, retry_from = pending[0].change.sequence_number, "batch failed; retrying from the failed record");
+        tracing::warn!(
+            attempts,
+            backoff_ms = backoff.as_millis() as u64,
+            retry_from = pending[0].change.sequence_number,
+            "batch failed; retrying from the failed record"
+        );
         tokio::time::sleep(backoff).await;
     }
 }

@@ -22,7 +22,11 @@ pub struct SqliteFeed {
 impl SqliteFeed {
     /// Starts after `position` (see [`SqliteFeed::latest`] for "only what comes next").
     pub fn new(store: Arc<SqliteStore>, position: i64, idle_poll: Duration) -> Self {
-        Self { store, position, idle_poll }
+        Self {
+            store,
+            position,
+            idle_poll,
+        }
     }
 
     /// Like a stream iterator of type LATEST: only events stored from now on.
@@ -49,7 +53,10 @@ pub fn sequence_number(position: i64) -> String {
 impl StreamSource for SqliteFeed {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         loop {
-            let rows = self.store.events_since_position(self.position, max.clamp(1, 1000) as u32).await?;
+            let rows = self
+                .store
+                .events_since_position(self.position, max.clamp(1, 1000) as u32)
+                .await?;
             if rows.is_empty() {
                 tokio::time::sleep(self.idle_poll).await;
                 continue;
@@ -59,7 +66,10 @@ impl StreamSource for SqliteFeed {
                 let mut change = StreamRecord::default();
                 change.approximate_creation_date_time = event.received_at;
                 change.new_image = stream_image(event)?;
-                let mut keys = serde_dynamo::Item::from(std::collections::HashMap::<String, serde_dynamo::AttributeValue>::new());
+                let mut keys = serde_dynamo::Item::from(std::collections::HashMap::<
+                    String,
+                    serde_dynamo::AttributeValue,
+                >::new());
                 for k in ["pk", "sk"] {
                     if let Some(v) = change.new_image.get(k) {
                         keys.insert(k.to_owned(), v.clone());

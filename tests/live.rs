@@ -1,0 +1,470 @@
+//! Live updates end to end, on SQLite and on a DynamoDB-API server (moto): the real `relay
+//! serve`, real WebSocket clients, real HTTP. The fan-out, the WebSocket routes and the REST
+//! routes are the same handlers the Lambda functions run.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Sqlite,
+    Moto,
+}
+
+/// Seconds to wait for a live message: the SQLite feed is immediate, moto's stream is polled.
+const WAIT: Duration = Duration::from_secs(10);
+const QUIET: Duration = Duration::from_millis(700);
+
+fn start(mode: Mode, dir: &std::path::Path, extra: &[&str]) -> Relay {
+    start_with_tables(mode, dir, extra).0
+}
+
+/// Also returns the moto endpoint and connections table, for tests that reach into the store.
+fn start_with_tables(
+    mode: Mode,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Relay, Option<(String, String)>) {
+    let mut tables = None;
+    let mut opts = RelayOptions::new(dir);
+    opts.extra_args = extra.iter().map(|s| s.to_string()).collect();
+    if let Mode::Moto = mode {
+        let endpoint = std::env::var("RELAY_TEST_DYNAMODB_ENDPOINT")
+            .expect("RELAY_TEST_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts moto) or set it to a DynamoDB-API endpoint");
+        let n: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        tables = Some((endpoint.clone(), format!("live-conns-{n:x}")));
+        opts.extra_args.extend([
+            "--dynamodb-endpoint".to_owned(),
+            endpoint,
+            "--events-table".to_owned(),
+            format!("live-events-{n:x}"),
+            "--connections-table".to_owned(),
+            format!("live-conns-{n:x}"),
+        ]);
+    }
+    (Relay::start(opts), tables)
+}
+
+/// The relay's connection store, opened beside it.
+async fn connection_store(
+    relay: &Relay,
+    tables: &Option<(String, String)>,
+) -> std::sync::Arc<dyn shared::connection::ConnectionStore> {
+    match tables {
+        None => std::sync::Arc::new(
+            shared::connection::sqlite::SqliteConnections::open(
+                &relay.data_dir.join("connections.sqlite3"),
+            )
+            .expect("open"),
+        ),
+        Some((endpoint, table)) => {
+            std::sync::Arc::new(shared::connection::dynamodb::DynamoConnections::new(
+                shared::store::dynamodb::client_for(Some(endpoint)).await,
+                table.clone(),
+            ))
+        }
+    }
+}
+
+fn unique_bot(label: &str) -> String {
+    format!("{label}-{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+        .unwrap_or(7)
+}
+
+async fn post_status(relay: &Relay, bot: &str, n: usize) -> Value {
+    let body = json!({"event": "bot.status_change", "data": {"bot_id": bot, "n": n, "status": {"code": "in_call_recording"}}});
+    let (status, json, text) =
+        post_webhook(&http(), relay, &json_key_headers(), body.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    json
+}
+
+async fn subscribed(relay: &Relay, bot: &str, since: Option<u64>) -> WsClient {
+    let mut c = WsClient::connect(relay, &token(&[bot], 3600))
+        .await
+        .expect("connect");
+    let mut msg = json!({"action": "subscribe", "bot_id": bot});
+    if let Some(s) = since {
+        msg["since"] = json!(s);
+    }
+    c.send(msg);
+    let first = c.next(WAIT).await.expect("connected message");
+    assert_eq!(first, json!({"type": "connected", "bot_id": bot}));
+    if since.is_none() {
+        let snap = c.next(WAIT).await.expect("snapshot");
+        assert_eq!(
+            (snap["type"].as_str(), snap["bot_id"].as_str()),
+            (Some("status_update"), Some(bot))
+        );
+    }
+    c
+}
+
+fn seqs(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+async fn clients_get_exactly_their_bots_events(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let (a, b) = (unique_bot("a"), unique_bot("b"));
+    let mut c1 = subscribed(&relay, &a, None).await;
+    let mut c2 = subscribed(&relay, &a, None).await;
+    let mut c3 = subscribed(&relay, &b, None).await;
+    for i in 0..5 {
+        post_status(&relay, &a, i).await;
+        if i < 3 {
+            post_status(&relay, &b, i).await;
+        }
+    }
+    for c in [&mut c1, &mut c2] {
+        let got = c.events(&a, 5, WAIT).await;
+        assert_eq!(seqs(&got), vec![1, 2, 3, 4, 5]);
+        assert!(got.iter().all(|e| e["event"].is_string()
+            && e["event_id"].is_string()
+            && e["data"]["bot_id"] == a.as_str()));
+        assert!(
+            c.drain(QUIET).await.is_empty(),
+            "nothing more, nothing twice"
+        );
+    }
+    let got = c3.events(&b, 3, WAIT).await;
+    assert_eq!(seqs(&got), vec![1, 2, 3]);
+    assert!(c3.drain(QUIET).await.is_empty());
+}
+
+async fn reconnect_with_since_gets_exactly_the_missed_events(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let bot = unique_bot("resume");
+    let mut c = subscribed(&relay, &bot, None).await;
+    post_status(&relay, &bot, 0).await;
+    post_status(&relay, &bot, 1).await;
+    assert_eq!(seqs(&c.events(&bot, 2, WAIT).await), vec![1, 2]);
+    c.close().await;
+    for i in 2..7 {
+        post_status(&relay, &bot, i).await;
+    }
+    let mut c = subscribed(&relay, &bot, Some(2)).await;
+    assert_eq!(
+        seqs(&c.events(&bot, 5, WAIT).await),
+        vec![3, 4, 5, 6, 7],
+        "exactly the five missed"
+    );
+    post_status(&relay, &bot, 7).await;
+    assert_eq!(
+        seqs(&c.events(&bot, 1, WAIT).await),
+        vec![8],
+        "then live events"
+    );
+    assert!(c.drain(QUIET).await.is_empty(), "no duplicates");
+}
+
+async fn tokens_are_enforced(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let bot = unique_bot("auth");
+    let other = unique_bot("other");
+    assert!(
+        WsClient::connect(&relay, "not-a-token").await.is_err(),
+        "bad token refused at connect"
+    );
+    assert!(
+        WsClient::connect(&relay, &token(&[&bot], -60))
+            .await
+            .is_err(),
+        "expired token refused"
+    );
+    let wrong_key = shared::token::TokenKeys::new("another-secret").expect("keys");
+    let forged = wrong_key
+        .mint(&shared::token::Claims {
+            sub: "x".into(),
+            exp: chrono::Utc::now().timestamp() + 60,
+            bots: vec!["*".into()],
+            scope: shared::token::Scope::Read,
+        })
+        .expect("mint");
+    assert!(
+        WsClient::connect(&relay, &forged).await.is_err(),
+        "wrong signature refused"
+    );
+
+    let mut c = WsClient::connect(&relay, &token(&[&bot], 3600))
+        .await
+        .expect("connect");
+    c.send(json!({"action": "subscribe", "bot_id": other}));
+    let refused = c.next(WAIT).await.expect("an answer");
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("forbidden"))
+    );
+    c.send(json!({"action": "ping"}));
+    let hb = c.next(WAIT).await.expect("heartbeat");
+    assert_eq!(hb["type"], "heartbeat");
+    post_status(&relay, &other, 0).await;
+    assert!(
+        c.drain(QUIET).await.is_empty(),
+        "no events of a bot the token does not name"
+    );
+
+    post_status(&relay, &bot, 0).await;
+    let client = http();
+    let get = |path: String, tok: Option<String>| {
+        let client = client.clone();
+        let url = relay.url(&path);
+        async move {
+            let mut req = client.get(url);
+            if let Some(t) = tok {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let status_path = format!("/api/meeting-bot/{bot}/status");
+    assert_eq!(get(status_path.clone(), None).await.0, 401);
+    assert_eq!(get(status_path.clone(), Some("junk".into())).await.0, 401);
+    assert_eq!(
+        get(status_path.clone(), Some(token(&[&other], 60))).await.0,
+        403
+    );
+    let (s, snap) = get(status_path, Some(token(&[&bot], 60))).await;
+    assert_eq!(
+        (s, snap["status"].as_str(), snap["seq"].as_u64()),
+        (200, Some("recording"), Some(1))
+    );
+    let (s, list) = get(
+        format!("/api/meeting-bot/{bot}/events?since=0&limit=10"),
+        Some(token(&["*"], 60)),
+    )
+    .await;
+    assert_eq!((s, list["events"].as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        get(
+            format!("/api/meeting-bot/{bot}/events"),
+            Some(token(&[&other], 60))
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+async fn a_vanished_client_is_pruned_on_the_next_fan_out(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (relay, tables) = start_with_tables(mode, dir.path(), &[]);
+    let bot = unique_bot("vanish");
+    let mut stays = subscribed(&relay, &bot, None).await;
+    // A client that vanished without $disconnect ever running: its records are still in the
+    // store, but the gateway no longer has the socket and answers 410 Gone.
+    let store = connection_store(&relay, &tables).await;
+    let bot_id = shared::BotId::parse(&bot).expect("bot");
+    let ghost = shared::connection::contract::fresh_connection(&[&bot_id]);
+    store.put(&ghost).await.expect("put");
+    store
+        .subscribe(&ghost.id, &bot_id)
+        .await
+        .expect("subscribe");
+    assert_eq!(store.subscribers(&bot_id).await.expect("subs").len(), 2);
+
+    post_status(&relay, &bot, 0).await;
+    assert_eq!(seqs(&stays.events(&bot, 1, WAIT).await), vec![1]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while store.subscribers(&bot_id).await.expect("subs").len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gone connection was not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.get(&ghost.id).await.expect("get"), None);
+    let logs = relay.output().join("\n");
+    assert!(
+        logs.lines().any(|l| l.contains("\"message\":\"fanout\"")
+            && l.contains("\"gone\":1")
+            && l.contains("\"sent\":1")),
+        "the fan-out logs one line per batch with what it did:\n{logs}"
+    );
+    // And the next event goes out cleanly.
+    post_status(&relay, &bot, 1).await;
+    assert_eq!(seqs(&stays.events(&bot, 1, WAIT).await), vec![2]);
+}
+
+async fn transient_failures_are_retried_and_poison_goes_to_the_dead_letters(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let poison = unique_bot("poison");
+    let relay = start(
+        mode,
+        dir.path(),
+        &[
+            "--inject-push-failures",
+            "2",
+            "--poison-bot",
+            &poison,
+            "--stream-max-attempts",
+            "3",
+        ],
+    );
+    let bot = unique_bot("retry");
+    let mut c = subscribed(&relay, &bot, None).await;
+    let mut p = subscribed(&relay, &poison, None).await;
+    for i in 0..4 {
+        post_status(&relay, &bot, i).await;
+    }
+    // The first two posts fail; the mapping retries from the failed record; nothing is lost.
+    let got = c.events(&bot, 4, WAIT * 2).await;
+    assert_eq!(seqs(&got), vec![1, 2, 3, 4]);
+    assert!(
+        c.drain(QUIET).await.is_empty(),
+        "no duplicates for a single subscriber"
+    );
+
+    let poisoned = post_status(&relay, &poison, 0).await;
+    post_status(&relay, &bot, 9).await;
+    assert_eq!(
+        seqs(&c.events(&bot, 1, WAIT * 3).await),
+        vec![5],
+        "records after the poison still flow"
+    );
+    assert!(p.drain(QUIET).await.is_empty());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["dlq", "list", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("relay dlq list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let letters: Vec<Value> = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(letters.len(), 1, "{listed}");
+    assert_eq!(
+        (
+            letters[0]["bot_id"].as_str(),
+            letters[0]["attempts"].as_u64()
+        ),
+        (Some(poison.as_str()), Some(3))
+    );
+    assert_eq!(letters[0]["event_id"], poisoned["event_id"]);
+}
+
+async fn a_big_completion_is_truncated_live_and_whole_over_rest(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let bot = unique_bot("big");
+    let mut c = subscribed(&relay, &bot, None).await;
+    let body = shared::testdata::v1_complete_of_size(&bot, 3 * 1024 * 1024, 5);
+    let (status, accepted, text) =
+        post_webhook(&http(), &relay, &json_key_headers(), body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    let got = c.events(&bot, 1, WAIT).await;
+    let msg = &got[0];
+    assert_eq!(
+        (msg["truncated"].as_bool(), msg["event"].as_str()),
+        (Some(true), Some("meeting.completed"))
+    );
+    assert!(msg.to_string().len() < 128 * 1024);
+    let resp = http()
+        .get(relay.url(&format!(
+            "/api/meeting-bot/{bot}/events/{}",
+            accepted["event_id"].as_str().expect("id")
+        )))
+        .bearer_auth(token(&[&bot], 60))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("text");
+    #[derive(serde::Deserialize)]
+    struct Out<'a> {
+        #[serde(borrow)]
+        payload: &'a serde_json::value::RawValue,
+    }
+    let out: Out = serde_json::from_str(&text).expect("json");
+    assert!(
+        out.payload.get() == body,
+        "the REST route returns the body byte for byte"
+    );
+}
+
+async fn concurrent_identical_deliveries_reach_each_subscriber_once(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let bot = unique_bot("storm");
+    let mut c1 = subscribed(&relay, &bot, None).await;
+    let mut c2 = subscribed(&relay, &bot, None).await;
+    let body = json!({"event": "bot.status_change", "data": {"bot_id": bot, "status": {"code": "joining_call"}}}).to_string();
+    let client = http();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let (client, url, body) = (
+            client.clone(),
+            relay.url("/api/meeting-bot/webhook"),
+            body.clone(),
+        );
+        tasks.spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-meeting-baas-api-key", API_KEY)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.expect("task").expect("send"), 200);
+    }
+    for c in [&mut c1, &mut c2] {
+        assert_eq!(seqs(&c.events(&bot, 1, WAIT).await), vec![1]);
+        assert!(
+            c.drain(QUIET * 2).await.is_empty(),
+            "one message per subscriber"
+        );
+    }
+}
+
+macro_rules! both_stores {
+    ($($case:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() { super::$case(super::Mode::Sqlite).await }
+            )*
+        }
+        mod moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() { super::$case(super::Mode::Moto).await }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    clients_get_exactly_their_bots_events,
+    reconnect_with_since_gets_exactly_the_missed_events,
+    tokens_are_enforced,
+    a_vanished_client_is_pruned_on_the_next_fan_out,
+    transient_failures_are_retried_and_poison_goes_to_the_dead_letters,
+    a_big_completion_is_truncated_live_and_whole_over_rest,
+    concurrent_identical_deliveries_reach_each_subscriber_once
+);
