@@ -96,7 +96,7 @@ fn new_connection_id() -> ConnectionId {
     let bytes: [u8; 12] = rand::random();
     // API Gateway ids look like `L0SM9cOFvHcCIhw=`: base64 of random bytes.
     let id = base64::engine::general_purpose::URL_SAFE.encode(bytes);
-    ConnectionId::parse(&format!("{id}=")).unwrap_or_else(|| new_connection_id())
+    ConnectionId::parse(&format!("{id}=")).unwrap_or_else(new_connection_id)
 }
 
 impl Gateway {

@@ -110,7 +110,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
                 client,
                 config.connections_table.clone(),
             ));
-            stream = StreamChoice::Dynamo(sdk, config.events_table.clone());
+            stream = StreamChoice::Dynamo(Box::new(sdk), config.events_table.clone());
             source_name = format!("dynamodb:{}", config.events_table);
         }
         None => {
@@ -245,7 +245,7 @@ fn spawn_purge(store: Arc<SqliteStore>, connections: Arc<SqliteConnections>) {
 
 enum StreamChoice {
     Sqlite(Arc<SqliteStore>),
-    Dynamo(aws_config::SdkConfig, String),
+    Dynamo(Box<aws_config::SdkConfig>, String),
 }
 
 /// Plays the Lambda event source mapping: the stream's records, in batches, to the fan-out.
