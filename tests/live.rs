@@ -419,15 +419,24 @@ async fn concurrent_identical_deliveries_reach_each_subscriber_once(mode: Mode) 
             relay.url("/api/meeting-bot/webhook"),
             body.clone(),
         );
+        // A sender retries a 503 (moto, one serialised Python process, can be slower than the
+        // relay's 5 s store timeout under 200 concurrent requests); every delivery ends in 200.
         tasks.spawn(async move {
-            client
-                .post(url)
-                .header("content-type", "application/json")
-                .header("x-meeting-baas-api-key", API_KEY)
-                .body(body)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            for _ in 0..20 {
+                let status = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-meeting-baas-api-key", API_KEY)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())?;
+                if status != 503 {
+                    return Ok(status);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok::<u16, reqwest::Error>(503)
         });
     }
     while let Some(r) = tasks.join_next().await {
@@ -468,3 +477,144 @@ both_stores!(
     a_big_completion_is_truncated_live_and_whole_over_rest,
     concurrent_identical_deliveries_reach_each_subscriber_once
 );
+
+/// The local API Gateway's own protocol, whatever the store.
+mod gateway {
+    use super::*;
+
+    async fn connection_id_of(relay: &Relay, bot: &str) -> String {
+        let store = connection_store(relay, &None).await;
+        let ids = store
+            .subscribers(&shared::BotId::parse(bot).expect("bot"))
+            .await
+            .expect("subs");
+        assert_eq!(ids.len(), 1);
+        ids[0].to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn frames_over_128_kb_close_the_socket_with_1009() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let relay = start(Mode::Sqlite, dir.path(), &[]);
+        let mut c = WsClient::connect(&relay, &token(&["*"], 60))
+            .await
+            .expect("connect");
+        c.send(json!({"action": "ping", "pad": "x".repeat(128 * 1024)}));
+        let closed = c.next(WAIT).await.expect("close");
+        assert_eq!(
+            (closed["type"].as_str(), closed["code"].as_u64()),
+            (Some("__closed"), Some(1009))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn idle_and_lifetime_limits_close_the_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let relay = start(
+            Mode::Sqlite,
+            dir.path(),
+            &["--ws-idle-timeout", "1", "--ws-max-lifetime", "3"],
+        );
+        let mut idle = WsClient::connect(&relay, &token(&["*"], 60))
+            .await
+            .expect("connect");
+        let started = std::time::Instant::now();
+        let closed = idle.next(WAIT).await.expect("close");
+        assert_eq!(
+            (closed["type"].as_str(), closed["code"].as_u64()),
+            (Some("__closed"), Some(1001))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "idle close after ~1 s"
+        );
+
+        let mut busy = WsClient::connect(&relay, &token(&["*"], 60))
+            .await
+            .expect("connect");
+        let started = std::time::Instant::now();
+        let closed = loop {
+            busy.send(json!({"action": "ping"}));
+            match busy.next(Duration::from_millis(400)).await {
+                Some(v) if v["type"] == "__closed" => break v,
+                _ => assert!(started.elapsed() < WAIT, "never closed"),
+            }
+        };
+        assert_eq!(closed["code"].as_u64(), Some(1001));
+        assert!(
+            started.elapsed() >= Duration::from_millis(2500),
+            "a busy socket lives until the hard limit"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_management_api_posts_reads_deletes_and_says_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let relay = start(Mode::Sqlite, dir.path(), &[]);
+        let bot = unique_bot("mgmt");
+        let mut c = subscribed(&relay, &bot, None).await;
+        let id = connection_id_of(&relay, &bot).await;
+        let client = http();
+        // Both spellings of the path; the SDK sends the encoded one.
+        let resp = client
+            .post(relay.url(&format!("/%40connections/{id}")))
+            .body(r#"{"type":"hello"}"#)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            c.next(WAIT).await.expect("message"),
+            json!({"type": "hello"})
+        );
+        let info: Value = client
+            .get(relay.url(&format!("/@connections/{id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            info["connectedAt"].is_string() && info["identity"]["sourceIp"] == "127.0.0.1",
+            "{info}"
+        );
+        let resp = client
+            .delete(relay.url(&format!("/@connections/{id}")))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(resp.status().as_u16(), 204);
+        let closed = c.next(WAIT).await.expect("closed");
+        assert_eq!(closed["type"], "__closed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let resp = client
+            .post(relay.url(&format!("/@connections/{id}")))
+            .body("{}")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 410);
+        assert_eq!(
+            resp.headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok()),
+            Some("GoneException")
+        );
+        let unknown = client
+            .get(relay.url("/@connections/bm9zdWNoY29ubg="))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(unknown.status().as_u16(), 410);
+        // $disconnect ran: the subscription is gone from the store too.
+        let store = connection_store(&relay, &None).await;
+        assert!(
+            store
+                .subscribers(&shared::BotId::parse(&bot).expect("bot"))
+                .await
+                .expect("subs")
+                .is_empty()
+        );
+    }
+}
