@@ -10,6 +10,7 @@ mod client;
 mod gateway;
 mod secrets;
 mod serve;
+mod web;
 
 #[derive(Parser)]
 #[command(

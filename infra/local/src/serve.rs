@@ -29,7 +29,7 @@ use shared::webhook::WebhookHandler;
 
 use crate::client::CliResult;
 use crate::gateway::{self, Faults, Gateway, Limits};
-use crate::{DataDir, apigw, secrets};
+use crate::{DataDir, apigw, secrets, web};
 
 /// Dead-letter file of the local stream mapping, in the data dir.
 pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
@@ -71,7 +71,7 @@ pub struct ServeArgs {
 }
 
 struct AppState {
-    webhook: WebhookHandler,
+    webhook: Arc<WebhookHandler>,
     api: ApiHandler,
 }
 
@@ -84,7 +84,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     if let Some(t) = args.connections_table {
         config.connections_table = t;
     }
-    fill_development_secrets(&mut config, &args.data)?;
+    let dev_key = fill_development_secrets(&mut config, &args.data)?;
     let auth = Authenticator::new(&config.auth)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -159,10 +159,27 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
     spawn_stream(stream, fanout, dead, mapping).await?;
 
-    let state = Arc::new(AppState {
-        api: ApiHandler::new(tokens, events.clone(), config.cors_allow_origins.clone()),
-        webhook: WebhookHandler::new(auth, events, config.max_body_bytes),
+    let webhook = Arc::new(WebhookHandler::new(
+        auth,
+        events.clone(),
+        config.max_body_bytes,
+    ));
+    let dev = Arc::new(web::DevState {
+        dev: dev_key.map(|api_key| web::DevMode {
+            api_key,
+            tokens: tokens.clone(),
+        }),
+        webhook: webhook.clone(),
     });
+    let state = Arc::new(AppState {
+        api: ApiHandler::new(tokens, events, config.cors_allow_origins.clone()),
+        webhook,
+    });
+    let dev_routes = Router::new()
+        .route("/api/dev/info", get(web::info))
+        .route("/api/dev/token", post(web::token))
+        .route("/api/dev/test-event", post(web::test_event))
+        .with_state(dev);
     let management = Router::new()
         .route(
             "/{id}",
@@ -172,13 +189,14 @@ pub async fn run(args: ServeArgs) -> CliResult {
         )
         .with_state(gw.clone());
     let app = Router::new()
-        .route("/api/meeting-bot/webhook", post(webhook))
+        .route("/api/meeting-bot/webhook", post(webhook_route))
         .route("/api/meeting-bot/{bot}/status", get(api).options(api))
         .route("/api/meeting-bot/{bot}/events", get(api).options(api))
         .route("/api/meeting-bot/{bot}/events/{id}", get(api).options(api))
         .fallback(not_found)
         .with_state(state)
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
+        .merge(dev_routes)
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
         .nest("/@connections", management.clone())
         .nest("/%40connections", management);
@@ -196,12 +214,16 @@ pub async fn run(args: ServeArgs) -> CliResult {
 
 /// With no webhook authentication or client secret configured, use (and print) the data dir's
 /// development ones, so `relay serve` starts with no settings at all.
-fn fill_development_secrets(config: &mut Config, data: &DataDir) -> CliResult {
+/// Returns the development API key when it is the one in use (development mode).
+fn fill_development_secrets(
+    config: &mut Config,
+    data: &DataDir,
+) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
     let auth = &config.auth;
     let no_auth =
         auth.api_keys.is_none() && auth.webhook_secret.is_none() && auth.callback_secret.is_none();
     if !no_auth && config.client_secret.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let (dev, _) = secrets::load_or_create(&data.data_dir)?;
     let file = secrets::path(&data.data_dir);
@@ -222,7 +244,7 @@ fn fill_development_secrets(config: &mut Config, data: &DataDir) -> CliResult {
             file.display()
         );
     }
-    Ok(())
+    Ok(no_auth.then_some(dev.api_key))
 }
 
 fn spawn_purge(store: Arc<SqliteStore>, connections: Arc<SqliteConnections>) {
@@ -302,7 +324,7 @@ async fn api(
     apigw::into_response(state.api.handle(req).await)
 }
 
-async fn webhook(
+async fn webhook_route(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
@@ -329,7 +351,13 @@ async fn webhook(
     apigw::into_response(state.webhook.handle(req).await)
 }
 
-async fn not_found() -> Response {
+/// The demo page and client module, else a JSON 404.
+async fn not_found(method: Method, uri: Uri) -> Response {
+    if method == Method::GET
+        && let Some(resp) = web::static_file(uri.path())
+    {
+        return resp;
+    }
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({"error": "not found"})),

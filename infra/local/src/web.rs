@@ -1,0 +1,181 @@
+//! The demo page and the browser client module, embedded in the binary so that `relay serve`
+//! serves them with no extra step; plus the development-mode helpers the page uses when no
+//! MeetingBaaS is involved (a client token and a test event), only when `relay serve` runs on
+//! its own development secrets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::json;
+use shared::token::{Claims, Scope, TokenKeys};
+use shared::webhook::WebhookHandler;
+
+use crate::apigw;
+
+const FILES: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        include_str!("../../../web/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/index.html",
+        include_str!("../../../web/index.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/app.js",
+        include_str!("../../../web/app.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/style.css",
+        include_str!("../../../web/style.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/relay-client.js",
+        include_str!("../../../web/relay-client.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/relay-client.d.ts",
+        include_str!("../../../web/relay-client.d.ts"),
+        "text/plain; charset=utf-8",
+    ),
+];
+
+/// Serves an embedded file, or `None` when `path` is not one.
+pub fn static_file(path: &str) -> Option<Response> {
+    let (_, body, content_type) = FILES.iter().find(|(p, _, _)| *p == path)?;
+    let mut resp = (StatusCode::OK, *body).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    Some(resp)
+}
+
+/// What the development helpers need; absent when real secrets are configured.
+pub struct DevMode {
+    pub api_key: String,
+    pub tokens: TokenKeys,
+}
+
+pub struct DevState {
+    pub dev: Option<DevMode>,
+    pub webhook: Arc<WebhookHandler>,
+}
+
+#[derive(Deserialize)]
+pub struct TokenRequest {
+    bot_id: String,
+}
+
+#[derive(Deserialize)]
+pub struct TestEventRequest {
+    bot_id: String,
+    /// A seed event type (`meeting.started`, …) or a MeetingBaaS status code (`joining_call`, …).
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+fn dev_only<'a>(state: &'a DevState, peer: &SocketAddr) -> Result<&'a DevMode, Response> {
+    let refuse =
+        |status: StatusCode, msg: &str| (status, axum::Json(json!({"error": msg}))).into_response();
+    if !peer.ip().is_loopback() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "development helpers answer this machine only",
+        ));
+    }
+    state.dev.as_ref().ok_or_else(|| {
+        refuse(
+            StatusCode::NOT_FOUND,
+            "development mode is off (real secrets are configured)",
+        )
+    })
+}
+
+/// `GET /api/dev/info`: whether the page may offer the development helpers.
+pub async fn info(State(state): State<Arc<DevState>>) -> Response {
+    axum::Json(json!({"development": state.dev.is_some()})).into_response()
+}
+
+/// `POST /api/dev/token {"bot_id"}` → a one-hour read token for that bot.
+pub async fn token(
+    State(state): State<Arc<DevState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Json(req): axum::Json<TokenRequest>,
+) -> Response {
+    let dev = match dev_only(&state, &peer) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    if shared::BotId::parse(&req.bot_id).is_err() && req.bot_id != "*" {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid bot id"})),
+        )
+            .into_response();
+    }
+    let claims = Claims {
+        sub: "demo-page".into(),
+        exp: chrono::Utc::now().timestamp() + 3600,
+        bots: vec![req.bot_id],
+        scope: Scope::Read,
+    };
+    match dev.tokens.mint(&claims) {
+        Ok(t) => axum::Json(json!({"token": t, "expires_in": 3600})).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": "could not mint a token"})),
+        )
+            .into_response(),
+    }
+}
+
+/// `POST /api/dev/test-event {"bot_id","type"}`: a webhook as MeetingBaaS would send it, signed
+/// with the development key, through the same webhook handler.
+pub async fn test_event(
+    State(state): State<Arc<DevState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Json(req): axum::Json<TestEventRequest>,
+) -> Response {
+    let dev = match dev_only(&state, &peer) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let body = if req.event_type.contains('.') {
+        json!({"type": req.event_type, "data": {"botId": req.bot_id, "sent_at": chrono::Utc::now().to_rfc3339()}})
+    } else {
+        json!({"event": "bot.status_change", "data": {"bot_id": req.bot_id, "status": {"code": req.event_type, "created_at": chrono::Utc::now().to_rfc3339()}}})
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&dev.api_key) {
+        headers.insert("x-meeting-baas-api-key", v);
+    }
+    let uri = Uri::from_static("/api/meeting-bot/webhook");
+    let event = apigw::http_event(
+        "POST /api/meeting-bot/webhook",
+        Method::POST,
+        &uri,
+        headers,
+        body.to_string().into(),
+        Some(peer),
+        &[],
+    );
+    apigw::into_response(state.webhook.handle(event).await)
+}

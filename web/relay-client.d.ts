@@ -1,0 +1,1 @@
+// relay-client.d.ts (being built)

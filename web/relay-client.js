@@ -1,0 +1,1 @@
+// relay-client.js (being built)
