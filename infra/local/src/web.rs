@@ -49,10 +49,16 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Serves an embedded file, or `None` when `path` is not one.
+/// Serves an embedded file, or `None` when `path` is not one. With `RELAY_WEB_DIR` set, the
+/// same files are read from that folder instead (for working on the page without rebuilding).
 pub fn static_file(path: &str) -> Option<Response> {
-    let (_, body, content_type) = FILES.iter().find(|(p, _, _)| *p == path)?;
-    let mut resp = (StatusCode::OK, *body).into_response();
+    let (name, body, content_type) = FILES.iter().find(|(p, _, _)| *p == path)?;
+    let from_disk = std::env::var_os("RELAY_WEB_DIR").and_then(|dir| {
+        let file = if *name == "/" { "index.html" } else { name.trim_start_matches('/') };
+        std::fs::read_to_string(std::path::Path::new(&dir).join(file)).ok()
+    });
+    let body = from_disk.unwrap_or_else(|| (*body).to_owned());
+    let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static(content_type),
