@@ -29,6 +29,14 @@ impl EventStore for TempStore {
         self.store.session(bot).await
     }
 
+    async fn ensure_session(
+        &self,
+        bot: &BotId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Session, StoreError> {
+        self.store.ensure_session(bot, now).await
+    }
+
     async fn events_after(
         &self,
         bot: &BotId,

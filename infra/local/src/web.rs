@@ -54,7 +54,11 @@ const FILES: &[(&str, &str, &str)] = &[
 pub fn static_file(path: &str) -> Option<Response> {
     let (name, body, content_type) = FILES.iter().find(|(p, _, _)| *p == path)?;
     let from_disk = std::env::var_os("RELAY_WEB_DIR").and_then(|dir| {
-        let file = if *name == "/" { "index.html" } else { name.trim_start_matches('/') };
+        let file = if *name == "/" {
+            "index.html"
+        } else {
+            name.trim_start_matches('/')
+        };
         std::fs::read_to_string(std::path::Path::new(&dir).join(file)).ok()
     });
     let body = from_disk.unwrap_or_else(|| (*body).to_owned());

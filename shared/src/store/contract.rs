@@ -326,6 +326,33 @@ pub async fn reads_of_unknown_things_are_empty(store: Arc<dyn EventStore>) {
     );
 }
 
+pub async fn ensure_session_creates_once_and_never_disturbs(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("start");
+    let now = Utc::now();
+    let created = store.ensure_session(&bot, now).await.expect("ensure");
+    assert_eq!((created.status, created.seq), (Status::Starting, 0));
+    assert_eq!(
+        store.session(&bot).await.expect("session"),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.ensure_session(&bot, Utc::now()).await.expect("again"),
+        created,
+        "idempotent"
+    );
+    // Events then apply on top of it as usual, and a later ensure leaves them alone.
+    store
+        .append(status_event(&bot, "k1", "joining_call"))
+        .await
+        .expect("append");
+    let later = store
+        .ensure_session(&bot, Utc::now())
+        .await
+        .expect("ensure after events");
+    assert_eq!((later.status, later.seq), (Status::Joining, 1));
+    assert_eq!(later.created_at, created.created_at);
+}
+
 /// Expands to one `#[tokio::test]` per contract case; `$make` is an async expression that
 /// yields an `Arc<dyn EventStore>` built with [`RETENTION`].
 #[macro_export]
@@ -339,7 +366,8 @@ macro_rules! event_store_contract {
             large_body_round_trips_exactly,
             ttl_is_set_from_retention,
             list_pages_in_order,
-            reads_of_unknown_things_are_empty
+            reads_of_unknown_things_are_empty,
+            ensure_session_creates_once_and_never_disturbs
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

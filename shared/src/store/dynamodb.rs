@@ -453,6 +453,31 @@ impl EventStore for DynamoStore {
         }
     }
 
+    /// Conditional create (`attribute_not_exists`); a writer that loses reads the winner's.
+    async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError> {
+        let pk = pk(bot);
+        let existing = self.get(&pk, SESSION_SK, "GetItem (session)").await?;
+        if let Some(item) = live(existing, now.timestamp())? {
+            return parse_session(&item, bot);
+        }
+        let mut session = Session::new(bot.clone(), now);
+        session.seq = self.last_event_seq(&pk).await?;
+        let put = self.put_session(&pk, &session, None)?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(put)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(session),
+            Err(e) => match self.get(&pk, SESSION_SK, "GetItem (session)").await? {
+                Some(item) => parse_session(&item, bot),
+                None => Err(unavailable("TransactWriteItems (session)", &e)),
+            },
+        }
+    }
+
     async fn events_after(
         &self,
         bot: &BotId,

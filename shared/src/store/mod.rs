@@ -2,6 +2,7 @@
 //! [`dynamodb`] (AWS, and any DynamoDB-API endpoint). Both pass the one suite in [`contract`].
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::bot_id::BotId;
 use crate::event::{EventId, EventKind, NewEvent, StoredEvent};
@@ -95,6 +96,10 @@ pub trait EventStore: Send + Sync + 'static {
     async fn append(&self, event: NewEvent) -> Result<Appended, StoreError>;
 
     async fn session(&self, bot: &BotId) -> Result<Option<Session>, StoreError>;
+
+    /// Creates the bot's session in `starting` unless it exists (a bot was just started and no
+    /// webhook has arrived yet); returns the session as stored. Never disturbs an existing one.
+    async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError>;
 
     /// Events with `seq > after`, ascending, at most `limit` (1..=1000).
     async fn events_after(

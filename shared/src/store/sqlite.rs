@@ -205,6 +205,12 @@ impl EventStore for SqliteStore {
         self.read(move |conn| load_session(conn, &bot)).await
     }
 
+    async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError> {
+        let bot = bot.clone();
+        self.submit(|reply| Command::EnsureSession { bot, now, reply })
+            .await
+    }
+
     async fn events_after(
         &self,
         bot: &BotId,
@@ -449,13 +455,18 @@ enum Command {
         job: Purge,
         reply: Reply<u64>,
     },
+    EnsureSession {
+        bot: BotId,
+        now: DateTime<Utc>,
+        reply: Reply<Session>,
+    },
 }
 
 impl Command {
     fn weight(&self) -> usize {
         match self {
             Command::Append { event, .. } => event.body.len(),
-            Command::Purge { .. } => 0,
+            Command::Purge { .. } | Command::EnsureSession { .. } => 0,
         }
     }
 }
@@ -477,6 +488,7 @@ struct Purge {
 enum Done {
     Append(Reply<Appended>, Result<Appended, StoreError>),
     Purge(Reply<u64>, Result<u64, StoreError>),
+    Session(Reply<Session>, Result<Session, StoreError>),
 }
 
 impl Done {
@@ -485,6 +497,7 @@ impl Done {
         match self {
             Done::Append(reply, _) => Done::Append(reply, Err(err())),
             Done::Purge(reply, _) => Done::Purge(reply, Err(err())),
+            Done::Session(reply, _) => Done::Session(reply, Err(err())),
         }
     }
 
@@ -495,6 +508,9 @@ impl Done {
                 let _ = reply.send(result);
             }
             Done::Purge(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Done::Session(reply, result) => {
                 let _ = reply.send(result);
             }
         }
@@ -550,6 +566,12 @@ fn run_batch(conn: &mut Connection, batch: Vec<Command>, retention: Retention) -
                 let r = in_savepoint(&mut tx, &mut undone, |c| purge_step(c, job));
                 Done::Purge(reply, r.map_err(StoreError::from))
             }
+            Command::EnsureSession { bot, now, reply } => {
+                let r = in_savepoint(&mut tx, &mut undone, |c| {
+                    ensure_session_one(c, &bot, now, retention)
+                });
+                Done::Session(reply, r.map_err(StoreError::from))
+            }
         });
         // Some errors (I/O, full disk) make SQLite roll back the whole transaction, taking
         // the requests already applied with it; and a failed request whose own changes could
@@ -577,6 +599,7 @@ fn unrun(command: Command, why: &str) -> Done {
     match command {
         Command::Append { reply, .. } => Done::Append(reply, Err(err)),
         Command::Purge { reply, .. } => Done::Purge(reply, Err(err)),
+        Command::EnsureSession { reply, .. } => Done::Session(reply, Err(err)),
     }
 }
 
@@ -607,6 +630,25 @@ fn in_savepoint<T>(
 
 /// One append, inside the batch transaction: dedup on (bot, event id), then the session
 /// machine, then the row and the session written together.
+fn ensure_session_one(
+    conn: &Connection,
+    bot: &BotId,
+    now: DateTime<Utc>,
+    retention: Retention,
+) -> Result<Session, Fault> {
+    if let Some(existing) = load_session(conn, bot)? {
+        return Ok(existing);
+    }
+    let session = Session::new(bot.clone(), now);
+    let doc = serde_json::to_string(&session)
+        .map_err(|e| Fault::Corrupt(format!("session does not serialize: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, 0, ?2, ?3)",
+    )?
+    .execute((bot.as_str(), retention.expires_at(now), doc))?;
+    Ok(session)
+}
+
 fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Result<Appended, Fault> {
     let bot = event.bot_id.as_str();
     let mut stmt =
