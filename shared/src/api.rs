@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::bot_id::BotId;
 use crate::event::{EventId, StoredEvent};
+use crate::meetingbaas::{MeetingBaas, MeetingBaasError};
 use crate::store::{EventStore, MAX_PAGE, StoreError};
 use crate::token::{Claims, Scope, TokenKeys};
 use crate::webhook::{json_response, request_id};
@@ -20,7 +21,17 @@ pub struct ApiHandler {
     tokens: TokenKeys,
     events: Arc<dyn EventStore>,
     cors_origins: Vec<String>,
+    control: Control,
 }
+
+/// What the control routes need: the MeetingBaaS client and where MeetingBaaS reaches us.
+pub struct Control {
+    pub meetingbaas: MeetingBaas,
+    pub public_base_url: Option<String>,
+}
+
+/// Lifetime of the read token `start` hands back: a meeting and its aftermath.
+pub const START_TOKEN_TTL_SECS: i64 = 12 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 enum ApiError {
@@ -36,6 +47,10 @@ enum ApiError {
     MethodNotAllowed,
     #[error("event store unavailable, retry later")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Upstream(#[from] MeetingBaasError),
+    #[error("{0}")]
+    NotConfigured(&'static str),
 }
 
 impl ApiError {
@@ -48,6 +63,20 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Upstream(MeetingBaasError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Upstream(MeetingBaasError::NoKey) | ApiError::NotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        match self {
+            ApiError::Upstream(MeetingBaasError::Upstream { status, message }) => {
+                json!({"error": "MeetingBaaS refused the request", "meetingbaas_status": status, "message": message})
+            }
+            other => json!({"error": other.to_string()}),
         }
     }
 }
@@ -56,11 +85,17 @@ impl ApiError {
 pub const DEFAULT_LIMIT: u32 = 100;
 
 impl ApiHandler {
-    pub fn new(tokens: TokenKeys, events: Arc<dyn EventStore>, cors_origins: Vec<String>) -> Self {
+    pub fn new(
+        tokens: TokenKeys,
+        events: Arc<dyn EventStore>,
+        cors_origins: Vec<String>,
+        control: Control,
+    ) -> Self {
         Self {
             tokens,
             events,
             cors_origins,
+            control,
         }
     }
 
@@ -85,10 +120,10 @@ impl ApiHandler {
                 }
                 Err(e) => {
                     let status = e.status();
-                    if let ApiError::Store(inner) = &e {
-                        tracing::warn!(request_id = rid, error = %inner, "api store error");
+                    if matches!(e, ApiError::Store(_) | ApiError::Upstream(_)) {
+                        tracing::warn!(request_id = rid, error = %e, "api upstream error");
                     }
-                    json_response(status, &json!({"error": e.to_string()}))
+                    json_response(status, &e.body())
                 }
             }
         };
@@ -146,6 +181,21 @@ impl ApiHandler {
         let ["api", "meeting-bot", bot, rest @ ..] = segments.as_slice() else {
             return Err(ApiError::NotFound("no such route"));
         };
+        match (*bot, rest) {
+            ("start", []) => {
+                self.post_only(req)?;
+                return self.start(req).await;
+            }
+            ("configure-webhook", []) => {
+                self.post_only(req)?;
+                return self.configure_webhook(req).await;
+            }
+            (bot, ["stop"]) => {
+                self.post_only(req)?;
+                return self.stop(req, bot).await;
+            }
+            _ => {}
+        }
         if req.method() != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
@@ -172,6 +222,122 @@ impl ApiHandler {
             }
             _ => Err(ApiError::NotFound("no such route")),
         }
+    }
+
+    fn post_only(&self, req: &Request) -> Result<(), ApiError> {
+        if req.method() == Method::POST {
+            Ok(())
+        } else {
+            Err(ApiError::MethodNotAllowed)
+        }
+    }
+
+    fn control_claims(&self, req: &Request) -> Result<Claims, ApiError> {
+        let claims = self.claims(req)?;
+        if !claims.scope.allows(Scope::Control) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(claims)
+    }
+
+    fn webhook_url(&self) -> Result<String, ApiError> {
+        let base = self
+            .control
+            .public_base_url
+            .as_deref()
+            .ok_or(ApiError::NotConfigured("PUBLIC_BASE_URL is not set"))?;
+        Ok(format!(
+            "{}/api/meeting-bot/webhook",
+            base.trim_end_matches('/')
+        ))
+    }
+
+    /// `POST /api/meeting-bot/start`: a bot into a meeting, reporting to this relay.
+    async fn start(&self, req: &Request) -> Result<String, ApiError> {
+        self.control_claims(req)?;
+        let input: serde_json::Value =
+            serde_json::from_slice(req.body().as_ref()).map_err(|_| {
+                ApiError::BadRequest("body must be a JSON object with meeting_url".into())
+            })?;
+        let meeting_url = input
+            .get("meeting_url")
+            .and_then(|v| v.as_str())
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .ok_or_else(|| ApiError::BadRequest("meeting_url must be an http(s) URL".into()))?;
+        let mut body = json!({
+            "bot_name": input.get("bot_name").and_then(|v| v.as_str()).unwrap_or("meeting-relay"),
+            "meeting_url": meeting_url,
+            "webhook_url": self.webhook_url()?,
+        });
+        const PASSED_ON: [&str; 9] = [
+            "recording_mode",
+            "speech_to_text",
+            "automatic_leave",
+            "bot_image",
+            "entry_message",
+            "extra",
+            "deduplication_key",
+            "start_time",
+            "streaming",
+        ];
+        for field in PASSED_ON {
+            if let Some(v) = input.get(field).filter(|v| !v.is_null()) {
+                body[field] = v.clone();
+            }
+        }
+        let bot_id = self.control.meetingbaas.create_bot(&body).await?;
+        let bot =
+            BotId::parse(&bot_id).map_err(|_| ApiError::Upstream(MeetingBaasError::NoBotId))?;
+        let session = self.events.ensure_session(&bot, chrono::Utc::now()).await?;
+        let token = self
+            .tokens
+            .mint(&Claims {
+                sub: format!("bot:{bot}"),
+                exp: chrono::Utc::now().timestamp() + START_TOKEN_TTL_SECS,
+                bots: vec![bot.to_string()],
+                scope: Scope::Read,
+            })
+            .map_err(|_| ApiError::NotConfigured("client tokens cannot be signed"))?;
+        tracing::info!(bot_id = bot.as_str(), "bot started");
+        to_text(&json!({"bot_id": bot, "status": session.status, "token": token}))
+    }
+
+    /// `POST /api/meeting-bot/{bot_id}/stop`: the bot leaves its meeting.
+    async fn stop(&self, req: &Request, bot: &str) -> Result<String, ApiError> {
+        let claims = self.control_claims(req)?;
+        let bot =
+            BotId::parse(bot).map_err(|e| ApiError::BadRequest(format!("invalid bot id: {e}")))?;
+        if !claims.allows_bot(&bot) {
+            return Err(ApiError::Forbidden);
+        }
+        self.control.meetingbaas.remove_bot(bot.as_str()).await?;
+        tracing::info!(bot_id = bot.as_str(), "bot stopped");
+        to_text(&json!({"bot_id": bot, "stopped": true}))
+    }
+
+    /// `POST /api/meeting-bot/configure-webhook`: the account-level webhook URL (all bots).
+    async fn configure_webhook(&self, req: &Request) -> Result<String, ApiError> {
+        let claims = self.control_claims(req)?;
+        if !claims.allows_all_bots() {
+            return Err(ApiError::Forbidden);
+        }
+        let input: serde_json::Value = if req.body().is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(req.body().as_ref())
+                .map_err(|_| ApiError::BadRequest("body must be a JSON object".into()))?
+        };
+        let url = match input.get("webhook_url").and_then(|v| v.as_str()) {
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.to_owned(),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "webhook_url must be an http(s) URL".into(),
+                ));
+            }
+            None => self.webhook_url()?,
+        };
+        self.control.meetingbaas.set_account_webhook(&url).await?;
+        to_text(&json!({"webhook_url": url, "configured": true}))
     }
 
     async fn status(&self, bot: &BotId) -> Result<String, ApiError> {

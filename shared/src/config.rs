@@ -27,9 +27,23 @@ pub struct Config {
     pub retention: Retention,
     pub max_body_bytes: usize,
     pub cors_allow_origins: Vec<String>,
+    /// Bound on one MeetingBaaS API call (`MEETINGBAAS_TIMEOUT_MS`, default 10 s).
+    pub meetingbaas_timeout: std::time::Duration,
 }
 
 impl Config {
+    /// The MeetingBaaS client and public URL the control routes use.
+    pub fn control(&self) -> crate::api::Control {
+        crate::api::Control {
+            meetingbaas: crate::meetingbaas::MeetingBaas::new(
+                &self.meetingbaas_api_url,
+                self.auth.api_keys.as_deref(),
+                self.meetingbaas_timeout,
+            ),
+            public_base_url: self.public_base_url.clone(),
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -64,7 +78,20 @@ impl Config {
                     })?
             }
         };
+        let meetingbaas_timeout = match get("MEETINGBAAS_TIMEOUT_MS") {
+            None => crate::meetingbaas::DEFAULT_TIMEOUT,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=60_000).contains(ms))
+                .map(std::time::Duration::from_millis)
+                .ok_or(ConfigError::Invalid {
+                    name: "MEETINGBAAS_TIMEOUT_MS",
+                    expected: "milliseconds from 100 to 60000",
+                })?,
+        };
         Ok(Self {
+            meetingbaas_timeout,
             auth: AuthSettings {
                 api_keys: get("MEETINGBAAS_API_KEY"),
                 webhook_secret: get("MEETINGBAAS_WEBHOOK_SECRET"),

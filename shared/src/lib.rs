@@ -10,6 +10,7 @@ pub mod connection;
 pub mod event;
 pub mod fanout;
 pub mod idempotency;
+pub mod meetingbaas;
 pub mod message;
 pub mod payload;
 pub mod push;

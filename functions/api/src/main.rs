@@ -27,6 +27,7 @@ async fn main() -> Result<(), Error> {
         tokens,
         events,
         config.cors_allow_origins.clone(),
+        config.control(),
     ));
     run(service_fn(move |req: Request| {
         let handler = handler.clone();

@@ -148,6 +148,82 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     }
 }
 
+/// Where the relay's REST routes are: local by default, a deployed stack's `RestBaseUrl` too.
+#[derive(clap::Args)]
+pub struct RelayApi {
+    #[arg(long, env = "RELAY_API_URL", default_value = "http://127.0.0.1:8000")]
+    api_url: String,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+#[derive(clap::Args)]
+pub struct BotsStartArgs {
+    #[arg(long)]
+    meeting_url: String,
+    /// The bot's display name in the meeting.
+    #[arg(long, default_value = "meeting-relay")]
+    name: String,
+    #[command(flatten)]
+    api: RelayApi,
+}
+
+#[derive(clap::Args)]
+pub struct SetAccountUrlArgs {
+    /// The webhook URL MeetingBaaS should post every bot's events to.
+    url: String,
+    #[command(flatten)]
+    api: RelayApi,
+}
+
+/// Calls a control route with a short-lived control token for all bots.
+async fn control_call(api: &RelayApi, path: &str, body: serde_json::Value) -> CliResult {
+    let config = Config::from_env()?;
+    let keys = TokenKeys::new(&client_secret(&config, &api.data)?)?;
+    let token = keys.mint(&Claims {
+        sub: "relay-cli".into(),
+        exp: chrono::Utc::now().timestamp() + 300,
+        bots: vec!["*".into()],
+        scope: Scope::Control,
+    })?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!("{}{path}", api.api_url.trim_end_matches('/'));
+    let resp = http
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    println!("{text}");
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}").into())
+    }
+}
+
+pub async fn bots_start(args: BotsStartArgs) -> CliResult {
+    control_call(
+        &args.api,
+        "/api/meeting-bot/start",
+        json!({"meeting_url": args.meeting_url, "bot_name": args.name}),
+    )
+    .await
+}
+
+pub async fn set_account_url(args: SetAccountUrlArgs) -> CliResult {
+    control_call(
+        &args.api,
+        "/api/meeting-bot/configure-webhook",
+        json!({"webhook_url": args.url}),
+    )
+    .await
+}
+
 pub fn dlq_list(data: &DataDir) -> CliResult {
     let letters =
         shared::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;

@@ -31,11 +31,33 @@ enum Command {
     Token(client::TokenArgs),
     /// Post the seed's test event to a webhook URL, authenticated with the configured key.
     SendTestEvent(client::SendTestEventArgs),
+    /// Bots in meetings, through the relay's control routes (MeetingBaaS behind them).
+    Bots {
+        #[command(subcommand)]
+        command: BotsCommand,
+    },
+    /// The MeetingBaaS account's webhook settings, through the relay's control routes.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// The local stream's dead letters (records that failed every fan-out attempt).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BotsCommand {
+    /// Send a bot into a meeting; prints its id and a read token for it.
+    Start(client::BotsStartArgs),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Set the account-level webhook URL (default for every bot).
+    SetAccountUrl(client::SetAccountUrlArgs),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +93,12 @@ fn main() -> ExitCode {
             Command::Dlq {
                 command: DlqCommand::List(data),
             } => client::dlq_list(&data),
+            Command::Bots {
+                command: BotsCommand::Start(args),
+            } => client::bots_start(args).await,
+            Command::Webhook {
+                command: WebhookCommand::SetAccountUrl(args),
+            } => client::set_account_url(args).await,
         }
     });
     match result {

@@ -171,8 +171,16 @@ pub async fn run(args: ServeArgs) -> CliResult {
         }),
         webhook: webhook.clone(),
     });
+    if config.public_base_url.is_none() {
+        config.public_base_url = Some(format!("http://{addr}"));
+    }
     let state = Arc::new(AppState {
-        api: ApiHandler::new(tokens, events, config.cors_allow_origins.clone()),
+        api: ApiHandler::new(
+            tokens,
+            events,
+            config.cors_allow_origins.clone(),
+            config.control(),
+        ),
         webhook,
     });
     let dev_routes = Router::new()
@@ -190,6 +198,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .with_state(gw.clone());
     let app = Router::new()
         .route("/api/meeting-bot/webhook", post(webhook_route))
+        .route("/api/meeting-bot/start", post(api).options(api))
+        .route("/api/meeting-bot/configure-webhook", post(api).options(api))
+        .route("/api/meeting-bot/{bot}/stop", post(api).options(api))
         .route("/api/meeting-bot/{bot}/status", get(api).options(api))
         .route("/api/meeting-bot/{bot}/events", get(api).options(api))
         .route("/api/meeting-bot/{bot}/events/{id}", get(api).options(api))
@@ -310,17 +321,10 @@ async fn api(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     let route = format!("{method} {}", uri.path());
-    let req = apigw::http_event(
-        &route,
-        method,
-        &uri,
-        headers,
-        axum::body::Bytes::new(),
-        Some(peer),
-        &[],
-    );
+    let req = apigw::http_event(&route, method, &uri, headers, body, Some(peer), &[]);
     apigw::into_response(state.api.handle(req).await)
 }
 
