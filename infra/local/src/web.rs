@@ -98,21 +98,24 @@ pub struct TestEventRequest {
     event_type: String,
 }
 
-fn dev_only<'a>(state: &'a DevState, peer: &SocketAddr) -> Result<&'a DevMode, Response> {
-    let refuse =
-        |status: StatusCode, msg: &str| (status, axum::Json(json!({"error": msg}))).into_response();
+fn dev_only<'a>(
+    state: &'a DevState,
+    peer: &SocketAddr,
+) -> Result<&'a DevMode, (StatusCode, &'static str)> {
     if !peer.ip().is_loopback() {
-        return Err(refuse(
+        return Err((
             StatusCode::FORBIDDEN,
             "development helpers answer this machine only",
         ));
     }
-    state.dev.as_ref().ok_or_else(|| {
-        refuse(
-            StatusCode::NOT_FOUND,
-            "development mode is off (real secrets are configured)",
-        )
-    })
+    state.dev.as_ref().ok_or((
+        StatusCode::NOT_FOUND,
+        "development mode is off (real secrets are configured)",
+    ))
+}
+
+fn refuse((status, msg): (StatusCode, &'static str)) -> Response {
+    (status, axum::Json(json!({"error": msg}))).into_response()
 }
 
 /// `GET /api/dev/info`: whether the page may offer the development helpers.
@@ -128,7 +131,7 @@ pub async fn token(
 ) -> Response {
     let dev = match dev_only(&state, &peer) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(why) => return refuse(why),
     };
     if shared::BotId::parse(&req.bot_id).is_err() && req.bot_id != "*" {
         return (
@@ -162,7 +165,7 @@ pub async fn test_event(
 ) -> Response {
     let dev = match dev_only(&state, &peer) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(why) => return refuse(why),
     };
     let body = if req.event_type.contains('.') {
         json!({"type": req.event_type, "data": {"botId": req.bot_id, "sent_at": chrono::Utc::now().to_rfc3339()}})
