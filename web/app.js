@@ -1,1 +1,370 @@
-// app.js (being built)
+// app.js: the demo page. Watches one bot through RelayClient and shows its status, a timeline of
+// its events and, at the end, its transcript. No framework; DOM text only (never innerHTML with
+// data from the wire).
+import { RelayClient } from '/relay-client.js';
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  connection: $('connection'),
+  botLabel: $('bot-label'),
+  status: $('status'),
+  statusDescription: $('status-description'),
+  lastEvent: $('last-event'),
+  lastSeq: $('last-seq'),
+  lastTime: $('last-time'),
+  notice: $('notice'),
+  settings: $('settings'),
+  bot: $('bot'),
+  token: $('token'),
+  tokenHint: $('token-hint'),
+  testEvent: $('test-event'),
+  testEventForm: $('test-event-form'),
+  eventType: $('event-type'),
+  sendResult: $('send-result'),
+  timeline: $('timeline'),
+  timelineEmpty: $('timeline-empty'),
+  timelineCount: $('timeline-count'),
+  transcriptPanel: $('transcript-panel'),
+  transcript: $('transcript'),
+};
+
+const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+const MAX_ITEMS = 500; // timeline items kept (and remembered across a refresh)
+const MAX_TRANSCRIPT_SEGMENTS = 2000;
+const MAX_REMEMBERED_TRANSCRIPT = 200_000; // characters kept in sessionStorage
+
+const STATE_TEXT = {
+  idle: 'not connected',
+  connecting: 'connecting…',
+  open: 'live',
+  reconnecting: 'reconnecting…',
+  closed: 'closed',
+};
+
+const STATUS_TEXT = {
+  starting: 'The bot is being started.',
+  joining: 'The bot is joining the call.',
+  waiting: 'The bot is in the waiting room.',
+  in_call: 'The bot is in the call, not recording.',
+  recording: 'The bot is in the call and recording.',
+  paused: 'Recording is paused.',
+  ended: 'The call has ended; the recording is being processed.',
+  completed: 'The meeting is over and its recording is ready.',
+  failed: 'The bot could not do its job.',
+};
+
+const params = new URLSearchParams(location.search);
+const hashParams = new URLSearchParams(location.hash.replace(/^#/, ''));
+
+let development = false;
+let client = null;
+let view = null; // what the page shows for the current bot; remembered per tab
+
+// --- remembered view ---------------------------------------------------------------------
+
+function viewKey(bot) {
+  return `relay-demo:view:${WS_URL}:${bot}`;
+}
+
+function emptyView(bot) {
+  return { bot, status: null, lastEvent: null, seq: null, time: null, items: [], transcript: null };
+}
+
+function loadView(bot) {
+  try {
+    const raw = sessionStorage.getItem(viewKey(bot));
+    if (raw) {
+      const v = JSON.parse(raw);
+      if (v && v.bot === bot && Array.isArray(v.items)) return v;
+    }
+  } catch {
+    /* nothing usable remembered */
+  }
+  return emptyView(bot);
+}
+
+function saveView() {
+  if (!view) return;
+  // A long transcript is shown, but not worth the storage quota across a refresh.
+  const big = view.transcript && JSON.stringify(view.transcript).length > MAX_REMEMBERED_TRANSCRIPT;
+  for (const v of [big ? { ...view, transcript: null } : view, { ...view, transcript: null }]) {
+    try {
+      sessionStorage.setItem(viewKey(view.bot), JSON.stringify(v));
+      return;
+    } catch {
+      /* over the quota: try without the transcript; else a refresh just starts empty */
+    }
+  }
+}
+
+// --- rendering -----------------------------------------------------------------------------
+
+function fmtTime(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+function setConnection(state, detail = {}) {
+  el.connection.dataset.state = state;
+  let text = STATE_TEXT[state] ?? state;
+  if (state === 'reconnecting' && Number.isFinite(detail.delayMs)) {
+    text = `reconnecting in ${(detail.delayMs / 1000).toFixed(1)} s…`;
+  }
+  el.connection.textContent = text;
+}
+
+function showNotice(text) {
+  el.notice.textContent = text ?? '';
+  el.notice.hidden = !text;
+}
+
+function renderStatus() {
+  el.botLabel.textContent = view.bot;
+  el.status.textContent = view.status ?? 'no events yet';
+  el.status.dataset.status = view.status ?? '';
+  el.statusDescription.textContent = view.status ? (STATUS_TEXT[view.status] ?? '') : 'Waiting for the first event of this bot.';
+  el.lastEvent.textContent = view.lastEvent ?? '—';
+  el.lastSeq.textContent = view.seq ?? '—';
+  el.lastTime.textContent = fmtTime(view.time);
+  document.title = view.status ? `${view.status} · ${view.bot} · meeting-relay` : 'meeting-relay · live bot status';
+}
+
+/** A short human line of what an event carried. */
+function detailOf(msg) {
+  const d = msg.data ?? {};
+  if (msg.event === 'chat.message' && d.text) return `${d.sender_name ?? 'someone'}: ${d.text}`;
+  if (msg.event === 'meeting.failed') return [d.error, d.message].filter(Boolean).join(' — ');
+  if (msg.status_code) return msg.status_code;
+  if (msg.source_event && msg.source_event !== msg.event) return `from ${msg.source_event}`;
+  return '';
+}
+
+function itemElement(item, restored) {
+  const li = document.createElement('li');
+  li.className = `event${restored ? ' restored' : ''}`;
+  li.dataset.seq = String(item.seq);
+  li.dataset.eventId = item.event_id;
+  li.dataset.status = item.status ?? '';
+  const seq = document.createElement('span');
+  seq.className = 'seq';
+  seq.textContent = `#${item.seq}`;
+  const name = document.createElement('span');
+  name.className = 'event-name';
+  name.textContent = item.event;
+  const status = document.createElement('span');
+  status.className = 'pill';
+  status.dataset.status = item.status ?? '';
+  status.textContent = item.status ?? '—';
+  const time = document.createElement('time');
+  time.dateTime = item.time ?? '';
+  time.textContent = fmtTime(item.time);
+  li.append(seq, name, status, time);
+  if (item.detail) {
+    const detail = document.createElement('span');
+    detail.className = 'detail';
+    detail.textContent = item.detail;
+    li.append(detail);
+  }
+  return li;
+}
+
+function renderCount() {
+  const n = view.items.length;
+  el.timelineEmpty.hidden = n > 0;
+  el.timelineCount.textContent = n ? `(${n})` : '';
+}
+
+function renderTimeline() {
+  el.timeline.replaceChildren(...view.items.slice().reverse().map((it) => itemElement(it, true)));
+  renderCount();
+}
+
+/** Segments of `speaker` + words (v1 `transcript`, v2 `transcription`), a string, or anything. */
+function transcriptText(t) {
+  if (typeof t === 'string') return [{ speaker: '', text: t }];
+  const segs = Array.isArray(t) ? t : Array.isArray(t?.utterances) ? t.utterances : null;
+  if (!segs) return [{ speaker: '', text: JSON.stringify(t, null, 2) }];
+  const out = [];
+  for (const s of segs.slice(0, MAX_TRANSCRIPT_SEGMENTS)) {
+    const words = Array.isArray(s?.words) ? s.words.map((w) => w?.word ?? w?.text ?? '').join(' ') : (s?.text ?? '');
+    out.push({ speaker: s?.speaker != null ? String(s.speaker) : '', text: words });
+  }
+  if (segs.length > MAX_TRANSCRIPT_SEGMENTS) {
+    out.push({ speaker: '', text: `… ${segs.length - MAX_TRANSCRIPT_SEGMENTS} more segments` });
+  }
+  return out;
+}
+
+function renderTranscript() {
+  const lines = view.transcript;
+  el.transcriptPanel.hidden = !lines || lines.length === 0;
+  if (!lines) {
+    el.transcript.replaceChildren();
+    return;
+  }
+  el.transcript.replaceChildren(
+    ...lines.map(({ speaker, text }) => {
+      const p = document.createElement('p');
+      if (speaker) {
+        const who = document.createElement('strong');
+        who.textContent = `${speaker}: `;
+        p.append(who);
+      }
+      p.append(document.createTextNode(text));
+      return p;
+    }),
+  );
+}
+
+function renderAll() {
+  renderStatus();
+  renderTimeline();
+  renderTranscript();
+}
+
+// --- messages ------------------------------------------------------------------------------
+
+function onMessage(msg) {
+  if (!view) return;
+  if (msg.type === 'status_update' && msg.bot_id === view.bot) {
+    if (!msg.event_id) {
+      // A snapshot: the session as it stands.
+      view.status = msg.status ?? view.status;
+      view.seq = msg.seq;
+      view.time = msg.last_updated ?? view.time;
+      view.lastEvent = msg.session?.last_event ?? view.lastEvent;
+    } else {
+      view.status = msg.status ?? view.status;
+      view.seq = msg.seq;
+      view.time = msg.timestamp;
+      view.lastEvent = msg.event;
+      const item = {
+        seq: msg.seq,
+        event: msg.event,
+        status: msg.status,
+        time: msg.timestamp,
+        event_id: msg.event_id,
+        detail: detailOf(msg),
+      };
+      view.items.push(item);
+      if (view.items.length > MAX_ITEMS) view.items.splice(0, view.items.length - MAX_ITEMS);
+      el.timeline.prepend(itemElement(item, false));
+      while (el.timeline.children.length > MAX_ITEMS) el.timeline.lastElementChild.remove();
+      renderCount();
+      if (msg.transcript != null) {
+        view.transcript = transcriptText(msg.transcript);
+        renderTranscript();
+      }
+      if (msg.fetch_error) showNotice(`Event #${msg.seq} was too big for a live message and could not be fetched: ${msg.fetch_error}`);
+    }
+    renderStatus();
+    saveView();
+  } else if (msg.type === 'error') {
+    const why = {
+      forbidden: 'This token does not allow this bot.',
+      token_expired: 'The token expired; getting a fresh connection.',
+      invalid_bot_id: 'That is not a valid bot id.',
+    }[msg.code];
+    showNotice(why ?? `The relay refused: ${msg.message} (${msg.code})`);
+    if (msg.code === 'forbidden' && view.status === null) {
+      el.status.textContent = 'no access';
+      el.statusDescription.textContent = 'Use a token that names this bot (or "*").';
+    }
+  } else if (msg.type === 'connected' && msg.bot_id === view.bot) {
+    showNotice(null);
+  }
+}
+
+// --- tokens and wiring ---------------------------------------------------------------------
+
+async function devToken(bot) {
+  const res = await fetch('/api/dev/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ bot_id: bot }),
+  });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok || !body.token) throw new Error(body.error ?? `token: HTTP ${res.status}`);
+  return body.token;
+}
+
+function watch(bot, token) {
+  if (client) client.close();
+  client = null;
+  view = loadView(bot);
+  renderAll();
+  showNotice(null);
+  const url = new URL(location.href);
+  if (url.searchParams.get('bot') !== bot) {
+    url.searchParams.set('bot', bot);
+    history.replaceState(null, '', url);
+  }
+  if (!token && !development) {
+    setConnection('idle');
+    showNotice('Enter a client token for this bot to watch it.');
+    el.token.focus();
+    return;
+  }
+  // A typed-in token is used as is; in development mode a fresh one is minted for every connect.
+  const getToken = token ? () => token : () => devToken(bot);
+  client = new RelayClient({
+    url: WS_URL,
+    getToken,
+    onMessage,
+    onStatus: setConnection,
+    onError: (e) => console.warn('relay-client:', e),
+  });
+  window.relayDemo = { client, view };
+  // A tab that remembers nothing starts from the whole history, so the timeline is complete.
+  client.subscribe(bot, { since: 0 });
+}
+
+async function main() {
+  const bot = (params.get('bot') || 'test-123').trim();
+  const given = hashParams.get('token') || params.get('token') || '';
+  el.bot.value = bot;
+  el.token.value = given;
+  try {
+    const res = await fetch('/api/dev/info');
+    development = res.ok && (await res.json()).development === true;
+  } catch {
+    development = false;
+  }
+  el.testEvent.hidden = !development;
+  if (development) {
+    el.tokenHint.textContent = '(optional in development mode: the page gets one from /api/dev/token)';
+  }
+
+  el.settings.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const next = el.bot.value.trim();
+    if (!next) return;
+    watch(next, el.token.value.trim());
+  });
+
+  el.testEventForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!view) return;
+    const type = el.eventType.value;
+    el.sendResult.textContent = `sending ${type}…`;
+    try {
+      const res = await fetch('/api/dev/test-event', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ bot_id: view.bot, type }),
+      });
+      const body = await res.json().catch(() => ({}));
+      el.sendResult.textContent = res.ok
+        ? `${type}: ${body.duplicate ? 'duplicate' : 'accepted'} as ${body.event} (${body.event_id})`
+        : `${type}: HTTP ${res.status} ${body.error ?? ''}`;
+    } catch (e) {
+      el.sendResult.textContent = `${type}: ${e.message}`;
+    }
+  });
+
+  watch(bot, given);
+}
+
+main();

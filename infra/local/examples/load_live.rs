@@ -7,6 +7,7 @@
 //! ```text
 //! load_live latency --url URL --key KEY --secret CLIENT_SECRET [--bots 100]
 //!     [--clients-per-bot 10] [--rate 200] [--seconds 10] [--events N] [--moto-counts URL]
+//!     [--serial-per-bot 1]
 //! load_live burst --url URL --key KEY --secret CLIENT_SECRET [--subscribers 10000] [--repeat 3]
 //! ```
 //!
@@ -16,6 +17,8 @@
 //! event of its bot exactly once, in seq order, with the same seq → event mapping as the other
 //! clients of that bot. `--moto-counts`: read a moto server's operation counts (see
 //! `scripts/moto_server.py`) before the first post and after the last delivery.
+//! `--serial-per-bot 1`: a bot's next post waits for its previous one (no two writers of one
+//! bot racing; moto's streams stop feeding an existing iterator after a cancelled transaction).
 //!
 //! `burst`: `subscribers` clients subscribe to one bot; one event is posted, `repeat` times,
 //! and the time until the last client has it is reported.
@@ -52,6 +55,8 @@ struct Args {
     /// Seconds to wait for the deliveries after the last post.
     drain: u64,
     moto_counts: Option<String>,
+    /// Never two posts of one bot in flight at once (no writers racing for a bot's session).
+    serial_per_bot: bool,
 }
 
 fn loopback(url: &str) -> bool {
@@ -83,6 +88,7 @@ fn args() -> Result<Args, String> {
         connect_concurrency: 128,
         drain: 30,
         moto_counts: None,
+        serial_per_bot: false,
     };
     while let Some(flag) = it.next() {
         let val = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -101,6 +107,7 @@ fn args() -> Result<Args, String> {
             "--connect-concurrency" => a.connect_concurrency = val.parse().map_err(bad)?,
             "--drain" => a.drain = val.parse().map_err(|_| format!("bad {flag}"))?,
             "--moto-counts" => a.moto_counts = Some(val),
+            "--serial-per-bot" => a.serial_per_bot = matches!(val.as_str(), "1" | "true" | "yes"),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -122,10 +129,9 @@ fn args() -> Result<Args, String> {
     if a.subscribers == 0 || a.subscribers > 20_000 || a.repeat == 0 || a.repeat > 100 {
         return Err("subscribers must be 1..=20000 and repeat 1..=100".into());
     }
-    if !(a.rate > 0.0 && a.rate <= 5_000.0)
-        || !(a.seconds > 0.0 && a.seconds <= 600.0)
-        || a.drain > 600
-    {
+    let rate_ok = a.rate > 0.0 && a.rate <= 5_000.0;
+    let seconds_ok = a.seconds > 0.0 && a.seconds <= 600.0;
+    if !rate_ok || !seconds_ok || a.drain > 600 {
         return Err("rate must be in (0, 5000], seconds in (0, 600], drain ≤ 600".into());
     }
     if a.events.is_some_and(|n| n == 0 || n > 1_000_000) {
@@ -289,6 +295,36 @@ async fn post(
     }
 }
 
+/// A few posts for a bot nobody watches, before measuring: opens the keep-alive connections
+/// and runs the intake and fan-out paths once, so the first measured event pays no first-use
+/// costs (connection set-up, lazily built clients) that a long-running relay would not pay.
+async fn warm_up(client: &reqwest::Client, url: &str, key: &str, run: &str) {
+    let bot = format!("warmup-{run}");
+    for n in 0..5u64 {
+        let _ = post(client, url, key, &bot, n).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// The machine's load (1-minute load average, and the share of the last 10 s in which some
+/// task waited for a CPU), to tell a run on a busy shared machine from a quiet one.
+fn machine_load() -> Value {
+    let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| {
+        s.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    let cpu_wait = std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("some"))
+                .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    json!({"loadavg_1m": load, "cpu_pressure_avg10_pct": cpu_wait})
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -414,64 +450,121 @@ async fn collect(mut clients: Clients) -> Result<Vec<ClientReport>, BoxError> {
 }
 
 /// Every client got every event of its bot exactly once, seqs consecutive from `first_seq` in
-/// arrival order, and all clients of a bot agree on which event has which seq.
+/// arrival order, and all clients of a bot agree on which event has which seq. `maybe`: events
+/// whose post failed (a timeout, a 503): the store may have kept them all the same (a write
+/// that timed out on the client can still land), so they may arrive, but at most once.
 fn check(
     reports: &[ClientReport],
     posted_per_bot: &HashMap<usize, Vec<u64>>,
+    maybe_per_bot: &HashMap<usize, Vec<u64>>,
     first_seq: u64,
 ) -> (u64, Vec<String>) {
     let mut problems = Vec::new();
+    let note = |problems: &mut Vec<String>, p: String| {
+        if problems.len() < 20 {
+            problems.push(p);
+        }
+    };
     let mut complete = 0u64;
     let mut mapping: HashMap<usize, BTreeMap<u64, u64>> = HashMap::new();
+    for r in reports {
+        let m = mapping.entry(r.bot).or_default();
+        for d in &r.deliveries {
+            m.entry(d.seq).or_insert(d.n);
+        }
+    }
     for (i, r) in reports.iter().enumerate() {
         let expected = posted_per_bot.get(&r.bot).cloned().unwrap_or_default();
+        let maybe = maybe_per_bot.get(&r.bot).cloned().unwrap_or_default();
         let seqs: Vec<u64> = r.deliveries.iter().map(|d| d.seq).collect();
-        let want: Vec<u64> = (first_seq..first_seq + expected.len() as u64).collect();
+        let want: Vec<u64> = (first_seq..first_seq + seqs.len() as u64).collect();
         let mut ns: Vec<u64> = r.deliveries.iter().map(|d| d.n).collect();
         ns.sort_unstable();
-        let mut exp_sorted = expected.clone();
-        exp_sorted.sort_unstable();
         let mut ok = true;
         if seqs != want {
             ok = false;
-            if problems.len() < 20 {
-                problems.push(format!(
-                    "client {i} (bot {}): seqs {seqs:?}, want {want:?}",
+            note(
+                &mut problems,
+                format!(
+                    "client {i} (bot {}): seqs {seqs:?}: not consecutive from {first_seq} in arrival order",
                     r.bot
-                ));
-            }
+                ),
+            );
         }
-        if ns != exp_sorted {
+        if ns.windows(2).any(|w| w[0] == w[1]) {
             ok = false;
-            if problems.len() < 20 {
-                problems.push(format!(
-                    "client {i} (bot {}): markers {ns:?}, want {exp_sorted:?}",
+            note(
+                &mut problems,
+                format!("client {i} (bot {}): an event twice: {ns:?}", r.bot),
+            );
+        }
+        let missing: Vec<u64> = expected
+            .iter()
+            .filter(|n| ns.binary_search(n).is_err())
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            ok = false;
+            note(
+                &mut problems,
+                format!(
+                    "client {i} (bot {}): missing acknowledged events {missing:?} (got {ns:?})",
                     r.bot
-                ));
-            }
+                ),
+            );
+        }
+        let foreign: Vec<u64> = ns
+            .iter()
+            .filter(|n| !expected.contains(n) && !maybe.contains(n))
+            .copied()
+            .collect();
+        if !foreign.is_empty() {
+            ok = false;
+            note(
+                &mut problems,
+                format!(
+                    "client {i} (bot {}): events never posted for its bot {foreign:?}",
+                    r.bot
+                ),
+            );
         }
         if !r.unexpected.is_empty() {
             ok = false;
-            if problems.len() < 20 {
-                problems.push(format!(
+            note(
+                &mut problems,
+                format!(
                     "client {i}: unexpected messages {:?}",
                     &r.unexpected[..r.unexpected.len().min(3)]
-                ));
+                ),
+            );
+        }
+        let m = &mapping[&r.bot];
+        for d in &r.deliveries {
+            if m.get(&d.seq) != Some(&d.n) {
+                ok = false;
+                note(
+                    &mut problems,
+                    format!(
+                        "bot {}: seq {} is event {:?} for one client, {} for client {i}",
+                        r.bot,
+                        d.seq,
+                        m.get(&d.seq),
+                        d.n
+                    ),
+                );
             }
         }
-        let m = mapping.entry(r.bot).or_default();
-        for d in &r.deliveries {
-            if let Some(prev) = m.insert(d.seq, d.n)
-                && prev != d.n
-            {
-                ok = false;
-                if problems.len() < 20 {
-                    problems.push(format!(
-                        "bot {}: seq {} is event {prev} for one client, {} for another",
-                        r.bot, d.seq, d.n
-                    ));
-                }
-            }
+        if r.deliveries.len() != m.len() {
+            ok = false;
+            note(
+                &mut problems,
+                format!(
+                    "client {i} (bot {}): {} events, other clients of its bot saw {}",
+                    r.bot,
+                    r.deliveries.len(),
+                    m.len()
+                ),
+            );
         }
         if ok {
             complete += 1;
@@ -489,23 +582,34 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
         .max(1);
     let received = Arc::new((0..events).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
     let clients = start_clients(&a, &bots, a.clients_per_bot, received.clone()).await?;
-    let before = moto_counts(&a.moto_counts).await;
-
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(30))
         .build()?;
     let webhook = format!("{}/api/meeting-bot/webhook", a.url);
+    warm_up(&http, &webhook, &a.key, &run).await;
+    let before = moto_counts(&a.moto_counts).await;
+    let load_before = machine_load();
+    let measure_from = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut posts = tokio::task::JoinSet::new();
+    let bot_locks: Vec<Arc<tokio::sync::Mutex<()>>> = (0..a.bots)
+        .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+        .collect();
     let posting = Instant::now();
     for n in 0..events {
         ticker.tick().await;
         let (http, webhook, key) = (http.clone(), webhook.clone(), a.key.clone());
         let bot = n % a.bots;
         let bot_id = bots[bot].clone();
+        let lock = a.serial_per_bot.then(|| bot_locks[bot].clone());
         posts.spawn(async move {
+            let _serial = match &lock {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
             let sent = Instant::now();
             let (ok, duplicate) = post(&http, &webhook, &key, &bot_id, n as u64).await;
             (
@@ -526,7 +630,8 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
         let (n, p) = r?;
         table[n] = Some(p);
     }
-    let expected_deliveries = events * a.clients_per_bot;
+    let ok_events = table.iter().flatten().filter(|p| p.ok).count();
+    let expected_deliveries = ok_events * a.clients_per_bot;
     let drain_deadline = Instant::now() + Duration::from_secs(a.drain);
     let total = || {
         received
@@ -550,12 +655,16 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
     let failed_posts = posts.iter().filter(|p| !p.ok).count();
     let dup_posts = posts.iter().filter(|p| p.duplicate).count();
     let mut per_bot: HashMap<usize, Vec<u64>> = HashMap::new();
+    let mut maybe_per_bot: HashMap<usize, Vec<u64>> = HashMap::new();
     for (n, p) in posts.iter().enumerate() {
-        if p.ok {
-            per_bot.entry(p.bot).or_default().push(n as u64);
-        }
+        let into = if p.ok {
+            &mut per_bot
+        } else {
+            &mut maybe_per_bot
+        };
+        into.entry(p.bot).or_default().push(n as u64);
     }
-    let (complete, problems) = check(&reports, &per_bot, 1);
+    let (complete, problems) = check(&reports, &per_bot, &maybe_per_bot, 1);
     let mut lat = Vec::new();
     let mut since_ack = Vec::new();
     let mut per_event_last: HashMap<u64, f64> = HashMap::new();
@@ -605,6 +714,8 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
         "ack_to_ws_signed": percentiles(since_ack),
         "post_http": percentiles(post_lat),
         "problems": problems,
+        "machine_load": {"before": load_before, "after": machine_load()},
+        "measure_from": measure_from,
         "ok": ok,
     });
     if let (Some(b), Some(af)) = (&before, &after) {
@@ -633,8 +744,12 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let webhook = format!("{}/api/meeting-bot/webhook", a.url);
+    warm_up(&http, &webhook, &a.key, &run).await;
+    let load_before = machine_load();
+    let measure_from = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut reps = Vec::new();
     let mut sent_at = Vec::new();
+    let mut rep_ok = Vec::new();
     let mut all_ok = true;
     for r in 0..a.repeat {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -642,6 +757,7 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
         let (ok, duplicate) = post(&http, &webhook, &a.key, &bot_id, r as u64).await;
         let acked = sent.elapsed();
         sent_at.push(sent);
+        rep_ok.push(ok && !duplicate);
         if !ok || duplicate {
             all_ok = false;
             reps.push(json!({"rep": r, "post_ok": ok, "duplicate": duplicate}));
@@ -660,9 +776,11 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connect_seconds = clients.connect_seconds;
     let reports = collect(clients).await?;
-    let posted: HashMap<usize, Vec<u64>> =
-        HashMap::from([(0usize, (0..a.repeat as u64).collect())]);
-    let (complete, problems) = check(&reports, &posted, 1);
+    let (acked, maybe): (Vec<u64>, Vec<u64>) =
+        (0..a.repeat as u64).partition(|r| rep_ok[*r as usize]);
+    let posted = HashMap::from([(0usize, acked)]);
+    let maybe = HashMap::from([(0usize, maybe)]);
+    let (complete, problems) = check(&reports, &posted, &maybe, 1);
     // Exact times, from each client's own receive instant.
     for (r, rep) in reps.iter_mut().enumerate() {
         let Some(sent) = sent_at.get(r) else { continue };
@@ -686,6 +804,8 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
             "reps": reps,
             "clients_complete_in_order_exactly_once": complete,
             "problems": problems,
+            "machine_load": {"before": load_before, "after": machine_load()},
+            "measure_from": measure_from,
             "ok": ok,
         })
     );
