@@ -309,6 +309,7 @@ pub fn token(bots: &[&str], ttl_secs: i64) -> String {
 
 /// A real WebSocket client of `relay serve`'s `/ws`, collecting every message it receives.
 pub struct WsClient {
+    last_seq: std::collections::HashMap<String, u64>,
     pub tx: futures::channel::mpsc::UnboundedSender<String>,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
     task: tokio::task::JoinHandle<()>,
@@ -350,6 +351,7 @@ impl WsClient {
             }
         });
         Ok(WsClient {
+            last_seq: Default::default(),
             tx: out_tx,
             rx: in_rx,
             task,
@@ -396,6 +398,24 @@ impl WsClient {
             }
         }
         got
+    }
+
+    /// Event messages that arrive until `wait` passes quietly and that the client has not seen
+    /// (repeats of a seen `seq` are dropped, as a client does).
+    pub async fn new_events(&mut self, wait: Duration) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        for v in self.drain(wait).await {
+            if v["type"] != "status_update" || v["event_id"].is_null() {
+                continue;
+            }
+            let bot = v["bot_id"].as_str().unwrap_or_default().to_owned();
+            let seq = v["seq"].as_u64().unwrap_or(0);
+            if seq > self.last_seq.get(&bot).copied().unwrap_or(0) {
+                self.last_seq.insert(bot, seq);
+                fresh.push(v);
+            }
+        }
+        fresh
     }
 
     /// Abruptly drops the TCP connection: no close frame.

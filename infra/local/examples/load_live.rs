@@ -57,6 +57,8 @@ struct Args {
     moto_counts: Option<String>,
     /// Never two posts of one bot in flight at once (no writers racing for a bot's session).
     serial_per_bot: bool,
+    /// The relay's pid: its CPU time over the measurement is reported.
+    server_pid: Option<u32>,
 }
 
 fn loopback(url: &str) -> bool {
@@ -89,6 +91,7 @@ fn args() -> Result<Args, String> {
         drain: 30,
         moto_counts: None,
         serial_per_bot: false,
+        server_pid: None,
     };
     while let Some(flag) = it.next() {
         let val = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -107,6 +110,7 @@ fn args() -> Result<Args, String> {
             "--connect-concurrency" => a.connect_concurrency = val.parse().map_err(bad)?,
             "--drain" => a.drain = val.parse().map_err(|_| format!("bad {flag}"))?,
             "--moto-counts" => a.moto_counts = Some(val),
+            "--server-pid" => a.server_pid = Some(val.parse().map_err(bad)?),
             "--serial-per-bot" => a.serial_per_bot = matches!(val.as_str(), "1" | "true" | "yes"),
             other => return Err(format!("unknown flag {other}")),
         }
@@ -308,6 +312,33 @@ async fn warm_up(client: &reqwest::Client, url: &str, key: &str, run: &str) {
 
 /// The machine's load (1-minute load average, and the share of the last 10 s in which some
 /// task waited for a CPU), to tell a run on a busy shared machine from a quiet one.
+/// User + system CPU seconds a process has used so far (`/proc/PID/stat`, USER_HZ = 100).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) end at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds used by the relay and by this process since `before`, over `wall` seconds.
+fn cpu_use(before: (Option<f64>, Option<f64>), server_pid: Option<u32>, wall: f64) -> Value {
+    let d = |b: Option<f64>, a: Option<f64>| match (b, a) {
+        (Some(b), Some(a)) => json!(((a - b) * 100.0).round() / 100.0),
+        _ => Value::Null,
+    };
+    json!({
+        "wall_seconds": (wall * 100.0).round() / 100.0,
+        "relay_cpu_seconds": d(before.0, server_pid.and_then(|p| cpu_seconds(Some(p)))),
+        "load_live_cpu_seconds": d(before.1, cpu_seconds(None)),
+    })
+}
+
 fn machine_load() -> Value {
     let load = std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| {
         s.split_whitespace()
@@ -590,6 +621,11 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
     warm_up(&http, &webhook, &a.key, &run).await;
     let before = moto_counts(&a.moto_counts).await;
     let load_before = machine_load();
+    let cpu_before = (
+        a.server_pid.and_then(|p| cpu_seconds(Some(p))),
+        cpu_seconds(None),
+    );
+    let measured = Instant::now();
     let measure_from = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
 
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / a.rate));
@@ -645,6 +681,7 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
     // Anything extra (a duplicate) would arrive just after: give it a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = moto_counts(&a.moto_counts).await;
+    let cpu = cpu_use(cpu_before, a.server_pid, measured.elapsed().as_secs_f64());
     let connect_seconds = clients.connect_seconds;
     let reports = collect(clients).await?;
 
@@ -715,6 +752,7 @@ async fn latency(a: Args) -> Result<bool, BoxError> {
         "post_http": percentiles(post_lat),
         "problems": problems,
         "machine_load": {"before": load_before, "after": machine_load()},
+        "cpu": cpu,
         "measure_from": measure_from,
         "ok": ok,
     });
@@ -746,6 +784,11 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
     let webhook = format!("{}/api/meeting-bot/webhook", a.url);
     warm_up(&http, &webhook, &a.key, &run).await;
     let load_before = machine_load();
+    let cpu_before = (
+        a.server_pid.and_then(|p| cpu_seconds(Some(p))),
+        cpu_seconds(None),
+    );
+    let measured = Instant::now();
     let measure_from = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut reps = Vec::new();
     let mut sent_at = Vec::new();
@@ -753,6 +796,7 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
     let mut all_ok = true;
     for r in 0..a.repeat {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let rep_cpu = a.server_pid.and_then(|p| cpu_seconds(Some(p)));
         let sent = Instant::now();
         let (ok, duplicate) = post(&http, &webhook, &a.key, &bot_id, r as u64).await;
         let acked = sent.elapsed();
@@ -768,7 +812,11 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let got = received[r].load(Ordering::Relaxed);
-        reps.push(json!({"rep": r, "post_http_ms": ms(acked), "clients_with_it": got, "poll_ms": ms(sent.elapsed())}));
+        let relay_cpu_ms = match (rep_cpu, a.server_pid.and_then(|p| cpu_seconds(Some(p)))) {
+            (Some(b), Some(a)) => json!(((a - b) * 1000.0).round()),
+            _ => Value::Null,
+        };
+        reps.push(json!({"rep": r, "post_http_ms": ms(acked), "clients_with_it": got, "poll_ms": ms(sent.elapsed()), "relay_cpu_ms": relay_cpu_ms}));
         if got < a.subscribers {
             all_ok = false;
         }
@@ -805,6 +853,7 @@ async fn burst(a: Args) -> Result<bool, BoxError> {
             "clients_complete_in_order_exactly_once": complete,
             "problems": problems,
             "machine_load": {"before": load_before, "after": machine_load()},
+            "cpu": cpu_use(cpu_before, a.server_pid, measured.elapsed().as_secs_f64()),
             "measure_from": measure_from,
             "ok": ok,
         })
