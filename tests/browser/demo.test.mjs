@@ -187,7 +187,7 @@ describe('demo page', () => {
     assert.equal(firstLine, `${big.data.transcript[0].speaker}: ${words}`);
     mkdirSync(join(ROOT, 'target'), { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: join(ROOT, 'target', 'demo.png'), fullPage: true });
+    await page.screenshot({ path: join(ROOT, 'target', 'demo.png'), fullPage: true, timeout: 120_000 });
   });
 
   it('logged no page errors', () => {
@@ -247,7 +247,7 @@ describe('demo page with real secrets (no development mode)', () => {
     const other = uniqueBot('other');
     await page.goto(`${relay.base}/?bot=${other}#token=${mintToken(secret, bot)}`);
     await page.waitForFunction(() => /does not allow this bot/.test(document.getElementById('notice').textContent), null, { timeout: 5_000 });
-    await page.screenshot({ path: join(ROOT, 'target', 'demo-phone.png'), fullPage: true });
+    await page.screenshot({ path: join(ROOT, 'target', 'demo-phone.png'), fullPage: true, timeout: 120_000 });
     assert.deepEqual(problems, []);
   });
 });
