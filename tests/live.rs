@@ -444,7 +444,7 @@ async fn concurrent_identical_deliveries_reach_each_subscriber_once(mode: Mode) 
         assert_eq!(r.expect("task").expect("send"), 200);
     }
     for c in [&mut c1, &mut c2] {
-        assert_eq!(seqs(&c.events(&bot, 1, WAIT).await), vec![1]);
+        assert_eq!(seqs(&c.events(&bot, 1, WAIT * 3).await), vec![1]);
         assert!(
             c.new_events(QUIET * 2).await.is_empty(),
             "one message per subscriber"
