@@ -379,7 +379,8 @@ impl WsClient {
         out
     }
 
-    /// Waits for `n` event messages (status_update with an event_id) of `bot`, or panics.
+    /// Waits for `n` new event messages (status_update with an event_id) of `bot`, dropping
+    /// repeats of a seen `seq` as a client does, or panics.
     pub async fn events(&mut self, bot: &str, n: usize, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
         let mut got = Vec::new();
@@ -391,7 +392,14 @@ impl WsClient {
                         && v["bot_id"] == bot
                         && !v["event_id"].is_null() =>
                 {
-                    got.push(v)
+                    // Delivery is at least once (a replayed event may also come by fan-out, a
+                    // retried stream batch may repeat one); a client drops a seq it has seen.
+                    let seq = v["seq"].as_u64().unwrap_or(0);
+                    let last = self.last_seq.entry(bot.to_owned()).or_insert(0);
+                    if seq > *last {
+                        *last = seq;
+                        got.push(v)
+                    }
                 }
                 Some(_) => {}
                 None => panic!("got {} of {n} events for {bot}: {got:?}", got.len()),

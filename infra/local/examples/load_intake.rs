@@ -68,9 +68,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let deadline = Instant::now() + Duration::from_secs(a.seconds);
     let started = Instant::now();
+    // Each run's bodies are its own: without this, a second run against the same relay repeats
+    // the first run's bodies byte for byte and measures only the duplicate path.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..a.concurrency {
-        let (client, a) = (client.clone(), a.clone());
+        let (client, a, run) = (client.clone(), a.clone(), format!("{run:x}"));
         tasks.spawn(async move {
             let mut t = Tally::default();
             let mut last_body: Option<String> = None;
@@ -86,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         "data": {
                             "bot_id": format!("load-{}", (worker as u64 * 31 + n) % 200),
                             "status": {"code": "in_call_recording", "created_at": format!("2026-11-29T09:00:{:02}.{n:06}Z", worker % 60)},
-                            "worker": worker, "n": n,
+                            "worker": worker, "n": n, "run": run,
                         }
                     })
                     .to_string(),
