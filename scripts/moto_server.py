@@ -6,23 +6,77 @@ the table), so concurrent transactions can interleave in ways DynamoDB never all
 around moto's own WSGI app makes every request atomic, which is what the store contract tests
 need from a DynamoDB stand-in. Usage: python moto_server.py PORT
 
+Its TransactWriteItems also rolls back item by item, in place. Stock moto backs up every table a
+transaction names with a deep copy (all items and the whole stream history, so each transaction
+costs more as the table grows) and on a cancellation swaps the copy in: the stream shard that open
+shard iterators hold is then no longer the table's, and they never see another record. DynamoDB's
+streams do not stop after a cancelled transaction, so the relay's stream reader must not either.
+
 For the benchmarks it also counts the operations it serves (the `X-Amz-Target` header, e.g.
 `DynamoDB_20120810.Query`), in all and per table (the request's top-level `TableName`), and
 answers `GET /_relay/op-counts` with them as JSON:
 `{"total": {"Query": 12, …}, "by_table": {"Query": {"events": 2, "conns": 10}, …}}`.
 """
 
+import copy
 import io
 import json
 import sys
 import threading
 
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+
+stock_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def transact_write_items(self, transact_items):
+    """moto's TransactWriteItems with an in-place, per-item rollback (see the module doc)."""
+    saved = []  # (table, hash key, range key, the item before, or None)
+    shards = {}  # table name -> (its stream shard, the shard's length before)
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            table = self.tables[op["TableName"]]
+            key = op["Item"] if op_type == "Put" else op["Key"]
+            h = DynamoType(key[table.hash_key_attr])
+            r = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            continue  # moto's own validation answers for a malformed entry
+        saved.append((table, h, r, copy.deepcopy(table.get_item(h, r))))
+        if table.stream_shard is not None:
+            shards.setdefault(table.name, (table.stream_shard, len(table.stream_shard.items)))
+    tables = {id(t): t for t, _, _, _ in saved}.values()
+    for t in tables:
+        t.__deepcopy__ = lambda memo, t=t: t  # moto's whole-table backup becomes a no-op
+    try:
+        return stock_transact_write_items(self, transact_items)
+    except Exception:
+        for table, h, r, before in reversed(saved):
+            if r is None:
+                if before is None:
+                    table.items.pop(h, None)
+                else:
+                    table.items[h] = before
+            elif before is None:
+                table.items[h].pop(r, None)
+            else:
+                table.items[h][r] = before
+        for shard, length in shards.values():
+            del shard.items[length:]
+        raise
+    finally:
+        for t in tables:
+            del t.__deepcopy__
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
 
 inner = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
