@@ -125,6 +125,16 @@ async fn dynamodb_stopped_then_gone_gives_503_and_keeps_every_acknowledged_event
     let client = http();
     let bot = "outage-bot";
     let mut acked = Vec::new();
+    // A browser watching the bot: its live feed must outlast the outage too.
+    let mut watcher = WsClient::connect(&relay, &token(&[bot], 600))
+        .await
+        .expect("connect");
+    watcher.send(json!({"action": "subscribe", "bot_id": bot}));
+    let first = watcher.next(Duration::from_secs(30)).await;
+    assert_eq!(
+        first.as_ref().map(|m| m["type"].clone()),
+        Some(json!("connected"))
+    );
 
     for i in 0..5 {
         let (status, id) = send(&client, &relay, bot, i).await;
@@ -197,6 +207,16 @@ async fn dynamodb_stopped_then_gone_gives_503_and_keeps_every_acknowledged_event
             .map(|s| s.seq),
         Some(acked.len() as u64)
     );
+
+    // The stream reader's requests failed while moto was stopped; it carried on from where it
+    // was, so the watcher has every event, in order, the ones after the outage included.
+    let live: Vec<u64> = watcher
+        .events(bot, acked.len(), Duration::from_secs(60))
+        .await
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(live, (1..=acked.len() as u64).collect::<Vec<_>>());
 
     // moto gone (closed port): prompt 503s.
     moto.kill9();

@@ -292,11 +292,7 @@ async fn spawn_stream(
         StreamChoice::Sqlite(store) => {
             let source =
                 shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_millis(2)).await?;
-            tokio::spawn(async move {
-                if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
-                    tracing::error!(error = %e, "stream mapping stopped");
-                }
-            });
+            tokio::spawn(async move { run_mapping(source, fanout.as_ref(), &dead, mapping).await });
         }
         StreamChoice::Dynamo(sdk, table) => {
             let source = shared::stream::dynamodb::DynamoStreams::latest(
@@ -305,11 +301,7 @@ async fn spawn_stream(
                 Duration::from_millis(100),
             )
             .await?;
-            tokio::spawn(async move {
-                if let Err(e) = run_mapping(source, fanout.as_ref(), &dead, mapping).await {
-                    tracing::error!(error = %e, "stream mapping stopped");
-                }
-            });
+            tokio::spawn(async move { run_mapping(source, fanout.as_ref(), &dead, mapping).await });
         }
     }
     Ok(())

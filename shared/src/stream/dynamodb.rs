@@ -16,6 +16,9 @@ pub struct DynamoStreams {
     stream_arn: String,
     /// Open shards and where reading each has got to.
     iterators: HashMap<String, String>,
+    /// The sequence number of the last record read from each shard: where to pick up again
+    /// when an iterator has expired (15 minutes unused, e.g. through an outage).
+    last_read: HashMap<String, String>,
     poll: Duration,
 }
 
@@ -51,6 +54,7 @@ impl DynamoStreams {
             client: aws_sdk_dynamodbstreams::Client::new(config),
             stream_arn,
             iterators: HashMap::new(),
+            last_read: HashMap::new(),
             poll,
         };
         me.refresh_shards(ShardIteratorType::Latest).await?;
@@ -99,6 +103,37 @@ impl DynamoStreams {
                 })?;
             if let Some(iterator) = it.shard_iterator() {
                 self.iterators.insert(id.to_owned(), iterator.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh iterator for `shard` just after the last record read from it (from its start if
+    /// none was read yet, so nothing written meanwhile is skipped).
+    async fn resume_after_expiry(&mut self, shard: &str) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard);
+        let req = match self.last_read.get(shard) {
+            Some(seq) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq),
+            None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let it = req.send().await.map_err(|e| {
+            unavailable(
+                "GetShardIterator",
+                aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
+            )
+        })?;
+        match it.shard_iterator() {
+            Some(iterator) => {
+                self.iterators.insert(shard.to_owned(), iterator.to_owned());
+            }
+            None => {
+                self.iterators.remove(shard);
             }
         }
         Ok(())
@@ -173,19 +208,41 @@ impl StreamSource for DynamoStreams {
                 .collect();
             let mut closed = false;
             for (shard, iterator) in shards {
-                let out = self
+                let out = match self
                     .client
                     .get_records()
                     .shard_iterator(iterator)
                     .limit(max.clamp(1, 1000) as i32)
                     .send()
                     .await
-                    .map_err(|e| {
-                        unavailable(
+                {
+                    Ok(out) => out,
+                    Err(e) => {
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_expired_iterator_exception())
+                        {
+                            self.resume_after_expiry(&shard).await?;
+                            continue;
+                        }
+                        // Records already read from other shards moved their iterators on:
+                        // hand them over rather than lose them; this shard is read again next.
+                        if !records.is_empty() {
+                            return Ok(records);
+                        }
+                        return Err(unavailable(
                             "GetRecords",
                             aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
-                        )
-                    })?;
+                        ));
+                    }
+                };
+                if let Some(last) = out
+                    .records()
+                    .last()
+                    .and_then(|r| r.dynamodb())
+                    .and_then(|d| d.sequence_number())
+                {
+                    self.last_read.insert(shard.clone(), last.to_owned());
+                }
                 records.extend(out.records().iter().map(convert));
                 match out.next_shard_iterator() {
                     Some(next) => {

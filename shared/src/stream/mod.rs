@@ -122,20 +122,43 @@ fn attr_s(record: &EventRecord, name: &str) -> Option<String> {
     }
 }
 
-/// Runs until `source` fails for good. Batches go to `handler`; a reported failure retries
-/// from that record (never re-sending those before it) with exponential backoff, and a record
-/// that fails `max_attempts` times goes to `dead` so the records after it still flow.
+/// Runs for as long as the process does, like an event source mapping. Batches go to
+/// `handler`; a reported failure retries from that record (never re-sending those before it)
+/// with exponential backoff, and a record that fails `max_attempts` times goes to `dead` so the
+/// records after it still flow. A failed read of the stream (the store unreachable or slow) is
+/// retried with backoff from the same position: an outage delays delivery, it never ends it.
 pub async fn run_mapping(
     mut source: impl StreamSource,
     handler: &dyn BatchHandler,
     dead: &FileDeadLetters,
     config: MappingConfig,
-) -> Result<(), StoreError> {
+) {
     let mut pending: Vec<EventRecord> = Vec::new();
     let mut attempts: u32 = 0;
+    let mut read_failures: u32 = 0;
     loop {
         if pending.is_empty() {
-            pending = source.next_batch(config.batch_size).await?;
+            match source.next_batch(config.batch_size).await {
+                Ok(batch) => {
+                    pending = batch;
+                    read_failures = 0;
+                }
+                Err(e) => {
+                    read_failures = read_failures.saturating_add(1);
+                    let backoff = config
+                        .base_backoff
+                        .saturating_mul(1u32 << read_failures.min(16))
+                        .min(config.max_backoff);
+                    tracing::warn!(
+                        error = %e,
+                        read_failures,
+                        backoff_ms = backoff.as_millis() as u64,
+                        "reading the stream failed; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
             attempts = 0;
             if pending.is_empty() {
                 continue;
