@@ -104,12 +104,16 @@ async fn subscribed(relay: &Relay, bot: &str, since: Option<u64>) -> WsClient {
     c.send(msg);
     let first = c.next(WAIT).await.expect("connected message");
     assert_eq!(first, json!({"type": "connected", "bot_id": bot}));
-    if since.is_none() {
-        let snap = c.next(WAIT).await.expect("snapshot");
-        assert_eq!(
-            (snap["type"].as_str(), snap["bot_id"].as_str()),
-            (Some("status_update"), Some(bot))
-        );
+    match since {
+        Some(s) => c.resume_from(bot, s),
+        None => {
+            let snap = c.next(WAIT).await.expect("snapshot");
+            assert_eq!(
+                (snap["type"].as_str(), snap["bot_id"].as_str()),
+                (Some("status_update"), Some(bot))
+            );
+            c.resume_from(bot, snap["seq"].as_u64().expect("snapshot seq"));
+        }
     }
     c
 }

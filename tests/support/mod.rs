@@ -309,7 +309,9 @@ pub fn token(bots: &[&str], ttl_secs: i64) -> String {
 
 /// A real WebSocket client of `relay serve`'s `/ws`, collecting every message it receives.
 pub struct WsClient {
+    /// Per bot: the last seq delivered, and later seqs held back until the gap before them fills.
     last_seq: std::collections::HashMap<String, u64>,
+    held: std::collections::HashMap<String, std::collections::BTreeMap<u64, Value>>,
     pub tx: futures::channel::mpsc::UnboundedSender<String>,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
     task: tokio::task::JoinHandle<()>,
@@ -352,6 +354,7 @@ impl WsClient {
         });
         Ok(WsClient {
             last_seq: Default::default(),
+            held: Default::default(),
             tx: out_tx,
             rx: in_rx,
             task,
@@ -379,49 +382,70 @@ impl WsClient {
         out
     }
 
-    /// Waits for `n` new event messages (status_update with an event_id) of `bot`, dropping
-    /// repeats of a seen `seq` as a client does, or panics.
+    /// Where delivery of `bot` starts: the `since` of a resume, or the snapshot's seq.
+    pub fn resume_from(&mut self, bot: &str, seq: u64) {
+        self.last_seq.insert(bot.to_owned(), seq);
+    }
+
+    /// What a client does with an event message: a seq it has delivered is dropped (delivery is
+    /// at least once: a replayed event may also come by fan-out, a retried stream batch may
+    /// repeat one); a later seq is held back until the ones before it arrive (replay and live
+    /// delivery may interleave). Returns the messages now deliverable, in seq order.
+    fn accept(&mut self, v: Value) -> Vec<Value> {
+        let bot = v["bot_id"].as_str().unwrap_or_default().to_owned();
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        let mut last = self.last_seq.get(&bot).copied().unwrap_or(0);
+        if seq <= last {
+            return Vec::new();
+        }
+        let held = self.held.entry(bot.clone()).or_default();
+        held.insert(seq, v);
+        let mut out = Vec::new();
+        while let Some(next) = held.remove(&(last + 1)) {
+            out.push(next);
+            last += 1;
+        }
+        self.last_seq.insert(bot, last);
+        out
+    }
+
+    fn is_event(v: &Value) -> bool {
+        v["type"] == "status_update" && !v["event_id"].is_null()
+    }
+
+    /// Waits for `n` new event messages (status_update with an event_id) of `bot`, delivered as
+    /// a client delivers them (see [`WsClient::accept`]), or panics.
     pub async fn events(&mut self, bot: &str, n: usize, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
         let mut got = Vec::new();
         while got.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left).await {
-                Some(v)
-                    if v["type"] == "status_update"
-                        && v["bot_id"] == bot
-                        && !v["event_id"].is_null() =>
-                {
-                    // Delivery is at least once (a replayed event may also come by fan-out, a
-                    // retried stream batch may repeat one); a client drops a seq it has seen.
-                    let seq = v["seq"].as_u64().unwrap_or(0);
-                    let last = self.last_seq.entry(bot.to_owned()).or_insert(0);
-                    if seq > *last {
-                        *last = seq;
-                        got.push(v)
-                    }
+                Some(v) if Self::is_event(&v) => {
+                    got.extend(self.accept(v).into_iter().filter(|m| m["bot_id"] == bot))
                 }
                 Some(_) => {}
-                None => panic!("got {} of {n} events for {bot}: {got:?}", got.len()),
+                None => panic!(
+                    "got {} of {n} events for {bot}: {got:?}; held back: {:?}",
+                    got.len(),
+                    self.held.get(bot).map(|h| h.keys().collect::<Vec<_>>())
+                ),
             }
         }
         got
     }
 
-    /// Event messages that arrive until `wait` passes quietly and that the client has not seen
-    /// (repeats of a seen `seq` are dropped, as a client does).
+    /// Event messages that arrive until `wait` passes quietly and that the client has not
+    /// delivered: the deliverable ones, then any still held back behind a gap.
     pub async fn new_events(&mut self, wait: Duration) -> Vec<Value> {
         let mut fresh = Vec::new();
         for v in self.drain(wait).await {
-            if v["type"] != "status_update" || v["event_id"].is_null() {
-                continue;
+            if Self::is_event(&v) {
+                fresh.extend(self.accept(v));
             }
-            let bot = v["bot_id"].as_str().unwrap_or_default().to_owned();
-            let seq = v["seq"].as_u64().unwrap_or(0);
-            if seq > self.last_seq.get(&bot).copied().unwrap_or(0) {
-                self.last_seq.insert(bot, seq);
-                fresh.push(v);
-            }
+        }
+        for held in self.held.values_mut() {
+            fresh.extend(std::mem::take(held).into_values());
         }
         fresh
     }
