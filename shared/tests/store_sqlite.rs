@@ -341,3 +341,43 @@ async fn undecodable_rows_are_reported_as_corrupt() {
     // Other bots are unaffected.
     assert_eq!(store.append(plain(&other, "a")).await.unwrap().seq(), 1);
 }
+
+/// An idle change feed is woken by the store's commit, not by its poll: with a poll of a minute,
+/// an event stored while the feed waits still comes out at once.
+#[tokio::test]
+async fn an_idle_feed_wakes_on_the_next_commit() {
+    use shared::stream::StreamSource;
+    use shared::stream::sqlite::SqliteFeed;
+    let (_dir, store) = temp_store();
+    let store = Arc::new(store);
+    let mut feed = SqliteFeed::latest(store.clone(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let bot = fresh_bot("feed");
+    let writer = store.clone();
+    let append = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let body = shared::testdata::v1_status_change(
+            bot.as_str(),
+            "joining_call",
+            "2026-11-29T09:00:00Z",
+        );
+        writer
+            .append(new_event(
+                &bot,
+                "k1",
+                EventKind::BotStatusChange,
+                Some("joining_call"),
+                body,
+            ))
+            .await
+            .unwrap()
+    });
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(20), feed.next_batch(10))
+        .await
+        .expect("the feed woke before its one-minute poll")
+        .unwrap();
+    append.await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].event_name, "INSERT");
+}

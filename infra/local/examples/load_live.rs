@@ -18,7 +18,7 @@
 //! clients of that bot. `--moto-counts`: read a moto server's operation counts (see
 //! `scripts/moto_server.py`) before the first post and after the last delivery.
 //! `--serial-per-bot 1`: a bot's next post waits for its previous one (no two writers of one
-//! bot racing; moto's streams stop feeding an existing iterator after a cancelled transaction).
+//! bot racing for its session).
 //!
 //! `burst`: `subscribers` clients subscribe to one bot; one event is posted, `repeat` times,
 //! and the time until the last client has it is reported.

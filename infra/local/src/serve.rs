@@ -291,7 +291,7 @@ async fn spawn_stream(
     match choice {
         StreamChoice::Sqlite(store) => {
             let source =
-                shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_millis(2)).await?;
+                shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_secs(1)).await?;
             tokio::spawn(async move { run_mapping(source, fanout.as_ref(), &dead, mapping).await });
         }
         StreamChoice::Dynamo(sdk, table) => {

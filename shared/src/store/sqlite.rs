@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::{Appended, EventPage, EventStore, MAX_PAGE, Retention, StoreError};
 use crate::bot_id::BotId;
@@ -87,6 +87,8 @@ pub struct SqliteStore {
     queue: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReadPool>,
+    /// Bumped by the writer after each commit: the change feed waits on it instead of polling.
+    commits: watch::Receiver<u64>,
 }
 
 impl SqliteStore {
@@ -100,15 +102,23 @@ impl SqliteStore {
         }
         let conn = open_writer(path)?;
         let (queue, rx) = mpsc::channel(QUEUE);
+        let (committed, commits) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(conn, rx, retention))
+            .spawn(move || run_writer(conn, rx, retention, committed))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
             queue: Some(queue),
             writer: Some(writer),
             readers: Arc::new(ReadPool::new(path)),
+            commits,
         })
+    }
+
+    /// Changes after each commit of this store's writer (a count of commits): a change-feed
+    /// reader marks it seen, reads, and when there was nothing waits for the next change.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Events of every bot with change-feed position `> after`, in commit order, at most
@@ -517,7 +527,12 @@ impl Done {
     }
 }
 
-fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, retention: Retention) {
+fn run_writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    retention: Retention,
+    committed: watch::Sender<u64>,
+) {
     // Blocks for the first request, then takes what queued up meanwhile (typically during
     // the previous fsync): the batch grows with the load, and an idle store commits at once.
     while let Some(first) = rx.blocking_recv() {
@@ -532,7 +547,11 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, retention: 
                 Err(_) => break,
             }
         }
-        for done in run_batch(&mut conn, batch, retention) {
+        let done = run_batch(&mut conn, batch, retention);
+        // Before the answers: a subscriber told of its event's 200 can count on the feed
+        // having been woken for it.
+        committed.send_modify(|n| *n = n.wrapping_add(1));
+        for done in done {
             done.send();
         }
     }

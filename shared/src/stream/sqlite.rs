@@ -14,15 +14,18 @@ use crate::store::dynamodb::stream_image;
 use crate::store::sqlite::SqliteStore;
 
 pub struct SqliteFeed {
+    commits: tokio::sync::watch::Receiver<u64>,
     store: Arc<SqliteStore>,
     position: i64,
     idle_poll: Duration,
 }
 
 impl SqliteFeed {
-    /// Starts after `position` (see [`SqliteFeed::latest`] for "only what comes next").
+    /// Starts after `position` (see [`SqliteFeed::latest`] for "only what comes next"). An
+    /// idle feed wakes on the store's next commit; `idle_poll` is only a safety net.
     pub fn new(store: Arc<SqliteStore>, position: i64, idle_poll: Duration) -> Self {
         Self {
+            commits: store.commits(),
             store,
             position,
             idle_poll,
@@ -53,12 +56,20 @@ pub fn sequence_number(position: i64) -> String {
 impl StreamSource for SqliteFeed {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<EventRecord>, StoreError> {
         loop {
+            // Seen before reading: a commit landing after the read still wakes the wait below.
+            self.commits.borrow_and_update();
             let rows = self
                 .store
                 .events_since_position(self.position, max.clamp(1, 1000) as u32)
                 .await?;
             if rows.is_empty() {
-                tokio::time::sleep(self.idle_poll).await;
+                // A closed channel (the writer gone) leaves only the timeout: no busy loop.
+                if tokio::time::timeout(self.idle_poll, self.commits.changed())
+                    .await
+                    .is_ok_and(|r| r.is_err())
+                {
+                    tokio::time::sleep(self.idle_poll).await;
+                }
                 continue;
             }
             let mut records = Vec::with_capacity(rows.len());
