@@ -78,6 +78,14 @@ fn bench(c: &mut Criterion) {
                 .expect("accepted")
         })
     });
+    // Its two big parts, for where the time goes.
+    g.bench_function("v1_complete_2MB_parse", |b| {
+        b.iter(|| shared::payload::Payload::parse(complete.as_bytes()).expect("parsed"))
+    });
+    let tree = shared::body::Json::parse(&complete).expect("json");
+    g.bench_function("v1_complete_2MB_canonical_hash", |b| {
+        b.iter(|| tree.canonical_hash())
+    });
     g.finish();
 }
 

@@ -3,15 +3,17 @@
 //! hashes the same, however the sender orders keys.
 
 use http::HeaderMap;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::body::Json;
 
 /// Longest header-supplied key kept verbatim; longer ones are hashed so keys stay small.
 const MAX_VERBATIM: usize = 200;
 
 /// Key for a delivery: `d:` Svix/Standard-Webhooks message id, `h:` `Idempotency-Key` header,
-/// `b:` SHA-256 of the canonical body. Scoping by bot happens in [`crate::event::EventId`].
-pub fn key(headers: &HeaderMap, body: &Value) -> String {
+/// `b:` SHA-256 of the canonical body (only computed when no header names the delivery).
+/// Scoping by bot happens in [`crate::event::EventId`].
+pub fn key(headers: &HeaderMap, body: &Json) -> String {
     let header = |name: &str| {
         headers
             .get(name)
@@ -25,7 +27,7 @@ pub fn key(headers: &HeaderMap, body: &Value) -> String {
     if let Some(k) = header("idempotency-key") {
         return prefixed("h:", k);
     }
-    format!("b:{}", hex::encode(canonical_hash(body)))
+    format!("b:{}", hex::encode(body.canonical_hash()))
 }
 
 fn prefixed(prefix: &str, raw: &str) -> String {
@@ -39,76 +41,20 @@ fn prefixed(prefix: &str, raw: &str) -> String {
     }
 }
 
-/// SHA-256 of the canonical JSON of `value`, streamed into the hasher (no copy of the body).
-pub fn canonical_hash(value: &Value) -> [u8; 32] {
-    let mut h = Sha256::new();
-    write_canonical(value, &mut h);
-    h.finalize().into()
-}
-
-/// Canonical JSON text of `value` (sorted keys, compact); what [`canonical_hash`] hashes.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = Vec::new();
-    write_canonical(value, &mut out);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl Sink for Sha256 {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
-}
-
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-fn write_canonical(value: &Value, out: &mut impl Sink) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.put(b"{");
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_scalar(&Value::String(k.clone()), out);
-                out.put(b":");
-                write_canonical(v, out);
-            }
-            out.put(b"}");
-        }
-        Value::Array(items) => {
-            out.put(b"[");
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.put(b",");
-                }
-                write_canonical(v, out);
-            }
-            out.put(b"]");
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-fn write_scalar(value: &Value, out: &mut impl Sink) {
-    // Serialising a scalar Value cannot fail; the Display impl is serde_json's compact form.
-    out.put(value.to_string().as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn key(h: &HeaderMap, v: &Value) -> String {
+        let text = v.to_string();
+        super::key(h, &Json::parse(&text).unwrap())
+    }
+
+    fn canonical_json(v: &Value) -> String {
+        Json::parse(&v.to_string()).unwrap().canonical_json()
+    }
 
     #[test]
     fn header_precedence() {
@@ -125,18 +71,17 @@ mod tests {
 
     #[test]
     fn body_key_ignores_key_order_and_whitespace_but_not_values() {
-        let a: Value =
-            serde_json::from_str(r#"{"event":"x","data":{"bot_id":"b","n":[1,2]}}"#).unwrap();
-        let b: Value =
-            serde_json::from_str(r#"{ "data" : { "n":[1, 2], "bot_id":"b"}, "event":"x" }"#)
-                .unwrap();
-        let c: Value =
-            serde_json::from_str(r#"{"event":"x","data":{"bot_id":"b","n":[2,1]}}"#).unwrap();
         let h = HeaderMap::new();
-        assert_eq!(key(&h, &a), key(&h, &b));
-        assert_ne!(key(&h, &a), key(&h, &c));
+        let key_of = |text: &str| super::key(&h, &Json::parse(text).unwrap());
+        let a = key_of(r#"{"event":"x","data":{"bot_id":"b","n":[1,2]}}"#);
+        let b = key_of("{ \"data\" : { \"n\":[1, 2],\n \"bot_id\":\"b\"}, \"event\":\"x\" }");
+        let c = key_of(r#"{"event":"x","data":{"bot_id":"b","n":[2,1]}}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
         assert_eq!(
-            canonical_json(&b),
+            Json::parse(r#"{ "data" : { "n":[1, 2], "bot_id":"b"}, "event":"x" }"#)
+                .unwrap()
+                .canonical_json(),
             r#"{"data":{"bot_id":"b","n":[1,2]},"event":"x"}"#
         );
         assert_eq!(canonical_json(&json!({"s": "é\"\n"})), r#"{"s":"é\"\n"}"#);

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod bot_id;
 pub mod config;
 pub mod connection;

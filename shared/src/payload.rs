@@ -2,8 +2,7 @@
 //! (the seed/test shape, MeetingBaaS v1 and v2); anything else that is an authenticated JSON
 //! object with a bot id is kept as `unknown` rather than dropped.
 
-use serde_json::{Map, Value};
-
+use crate::body::Json;
 use crate::bot_id::{BotId, BotIdError};
 use crate::event::{EventKind, Family};
 
@@ -21,7 +20,12 @@ pub struct Payload {
     pub status_code: Option<String>,
     pub occurred_at: Option<String>,
     pub error: Option<String>,
-    pub value: Value,
+}
+
+/// A payload and the parsed body it came from (for the body's idempotency key).
+pub struct Parsed<'a> {
+    pub payload: Payload,
+    pub body: Json<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,16 +46,24 @@ pub enum PayloadError {
 
 impl Payload {
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
-        // serde_json refuses nesting beyond 128 levels, so hostile depth costs nothing.
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
-        Self::from_value(value)
+        Self::parse_body(body).map(|p| p.payload)
     }
 
-    pub fn from_value(value: Value) -> Result<Self, PayloadError> {
-        let obj = value.as_object().ok_or(PayloadError::NotObject)?;
-        let data = obj.get("data").and_then(Value::as_object);
+    pub fn parse_body(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
+        let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
+        // serde_json refuses nesting beyond 128 levels, so hostile depth costs nothing.
+        let tree = Json::parse(text).map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
+        Ok(Parsed {
+            payload: Self::from_body(&tree)?,
+            body: tree,
+        })
+    }
+
+    fn from_body(obj: &Json) -> Result<Self, PayloadError> {
+        if !obj.is_object() {
+            return Err(PayloadError::NotObject);
+        }
+        let data = obj.get("data").filter(|d| d.is_object());
         let event_name = str_at(obj, "event");
         let type_name = str_at(obj, "type");
 
@@ -72,12 +84,12 @@ impl Payload {
 
         let status = data.and_then(|d| d.get("status"));
         let status_code = match status {
-            Some(Value::Object(s)) => s.get("code").and_then(Value::as_str).map(str::to_owned),
-            Some(Value::String(code)) => Some(code.clone()),
+            Some(s @ Json::Object(_)) => str_at(s, "code").map(str::to_owned),
+            Some(Json::String(code)) => Some(code.to_string()),
             _ => None,
         };
         let occurred_at = status
-            .and_then(Value::as_object)
+            .filter(|s| s.is_object())
             .and_then(|s| str_at(s, "created_at"))
             .or_else(|| data.and_then(|d| str_at(d, "sent_at")))
             .map(str::to_owned);
@@ -91,7 +103,6 @@ impl Payload {
             status_code,
             occurred_at,
             error,
-            value,
         })
     }
 }
@@ -104,15 +115,11 @@ fn json_reason(e: &serde_json::Error) -> String {
     }
 }
 
-fn str_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    obj.get(key).and_then(Value::as_str)
+fn str_at<'a>(obj: &'a Json, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(Json::as_str)
 }
 
-fn classify_event(
-    name: &str,
-    obj: &Map<String, Value>,
-    data: Option<&Map<String, Value>>,
-) -> (Family, EventKind) {
+fn classify_event(name: &str, obj: &Json, data: Option<&Json>) -> (Family, EventKind) {
     match name {
         "complete" => (Family::V1, EventKind::MeetingCompleted),
         "failed" => (Family::V1, EventKind::MeetingFailed),
@@ -154,26 +161,23 @@ fn seed_kind(name: &str) -> EventKind {
     }
 }
 
-fn find_bot_id(
-    obj: &Map<String, Value>,
-    data: Option<&Map<String, Value>>,
-) -> Result<Option<BotId>, PayloadError> {
+fn find_bot_id(obj: &Json, data: Option<&Json>) -> Result<Option<BotId>, PayloadError> {
     let candidates = data
         .into_iter()
         .flat_map(|d| [d.get("bot_id"), d.get("botId")])
         .chain([obj.get("bot_id"), obj.get("botId")]);
     for candidate in candidates.flatten() {
         match candidate {
-            Value::Null => continue,
-            Value::String(s) => return Ok(Some(BotId::parse(s)?)),
+            Json::Null => continue,
+            Json::String(s) => return Ok(Some(BotId::parse(s)?)),
             _ => return Err(PayloadError::BotIdNotString),
         }
     }
     Ok(None)
 }
 
-fn error_of(data: &Map<String, Value>) -> Option<String> {
-    let status = data.get("status").and_then(Value::as_object);
+fn error_of(data: &Json) -> Option<String> {
+    let status = data.get("status").filter(|s| s.is_object());
     let code = str_at(data, "error_code")
         .or_else(|| str_at(data, "error"))
         .or_else(|| status.and_then(|s| str_at(s, "error_type")));
@@ -190,7 +194,7 @@ fn error_of(data: &Map<String, Value>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn parse(v: Value) -> Result<Payload, PayloadError> {
         Payload::parse(v.to_string().as_bytes())

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::auth::{AuthError, Authenticator};
 use crate::event::{EventId, NewEvent};
 use crate::idempotency;
-use crate::payload::{Payload, PayloadError};
+use crate::payload::{Parsed, Payload, PayloadError};
 use crate::store::{Appended, EventStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,8 +163,11 @@ impl Intake {
         self.auth
             .verify(headers, body, now.timestamp())
             .map_err(WebhookError::Unauthorized)?;
-        let payload = Payload::parse(body)?;
-        let key = idempotency::key(headers, &payload.value);
+        let Parsed {
+            payload,
+            body: tree,
+        } = Payload::parse_body(body)?;
+        let key = idempotency::key(headers, &tree);
         Ok(NewEvent {
             event_id: EventId::derive(&payload.bot_id, &key),
             bot_id: payload.bot_id,
