@@ -40,10 +40,12 @@ impl ApiGatewayPusher {
             .operation_attempt_timeout(std::time::Duration::from_secs(3))
             .operation_timeout(std::time::Duration::from_secs(8))
             .build();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .load()
-            .await;
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        if local {
+            loader = loader.region(crate::store::dynamodb::local_region());
+        }
+        let shared = loader.load().await;
         let mut builder =
             aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
         if shared.region().is_none() {

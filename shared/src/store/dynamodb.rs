@@ -126,7 +126,7 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
         .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(url) = endpoint {
-        loader = loader.endpoint_url(url);
+        loader = loader.endpoint_url(url).region(local_region());
     }
     let shared = loader.load().await;
     if endpoint.is_none() {
@@ -134,9 +134,6 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     }
     let needs_credentials = !credentials_resolve(&shared).await;
     let mut builder = shared.clone().into_builder();
-    if shared.region().is_none() {
-        builder.set_region(Some(Region::from_static("us-east-1")));
-    }
     if needs_credentials {
         builder.set_credentials_provider(Some(
             aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
@@ -149,6 +146,16 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
         ));
     }
     builder.build()
+}
+
+/// The region for a local endpoint: `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`. Never
+/// the instance metadata service, which a laptop does not have (the default chain would try it,
+/// log warnings and, where it is unreachable, wait for its timeouts at every start).
+pub fn local_region() -> aws_config::meta::region::RegionProviderChain {
+    aws_config::meta::region::RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(Region::from_static("us-east-1"))
 }
 
 /// Whether the default chain yields credentials within a second (env, profile, SSO, IMDS...).
