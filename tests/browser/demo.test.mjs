@@ -19,6 +19,19 @@ const ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+/** Headless Chromium with a fresh profile of its own; returns the profile dir, context and page. */
+async function launch(viewport) {
+  const profile = tempDir('relay-chromium');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  return { profile, context, page };
+}
+
 const WEB_FILES = ['index.html', 'app.js', 'style.css', 'relay-client.js', 'relay-client.d.ts'];
 
 describe('demo page', () => {
@@ -60,14 +73,7 @@ describe('demo page', () => {
   before(async () => {
     const env = process.env.RELAY_WEB_DIR ? { RELAY_WEB_DIR: process.env.RELAY_WEB_DIR } : {};
     relay = await Relay.start({ env });
-    profile = tempDir('relay-chromium');
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      viewport: { width: 1100, height: 900 },
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ profile, context, page } = await launch({ width: 1100, height: 900 }));
     watchPage(page);
   });
 
@@ -207,14 +213,7 @@ describe('demo page with real secrets (no development mode)', () => {
   before(async () => {
     if (process.env.RELAY_WEB_DIR) env.RELAY_WEB_DIR = process.env.RELAY_WEB_DIR;
     relay = await Relay.start({ env });
-    profile = tempDir('relay-chromium');
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      viewport: { width: 390, height: 844 }, // a phone
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    ({ profile, context, page } = await launch({ width: 390, height: 844 })); // a phone
     page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   });
 

@@ -114,6 +114,15 @@ impl Default for MappingConfig {
     }
 }
 
+impl MappingConfig {
+    /// Exponential: `base_backoff` × 2^`failures`, at most `max_backoff`.
+    fn backoff(&self, failures: u32) -> Duration {
+        self.base_backoff
+            .saturating_mul(1u32 << failures.min(16))
+            .min(self.max_backoff)
+    }
+}
+
 fn attr_s(record: &EventRecord, name: &str) -> Option<String> {
     match record.change.new_image.get(name) {
         Some(serde_dynamo::AttributeValue::S(s)) => Some(s.clone()),
@@ -145,10 +154,7 @@ pub async fn run_mapping(
                 }
                 Err(e) => {
                     read_failures = read_failures.saturating_add(1);
-                    let backoff = config
-                        .base_backoff
-                        .saturating_mul(1u32 << read_failures.min(16))
-                        .min(config.max_backoff);
+                    let backoff = config.backoff(read_failures);
                     tracing::warn!(
                         error = %e,
                         read_failures,
@@ -211,8 +217,7 @@ pub async fn run_mapping(
             attempts = 0;
             continue;
         }
-        let exp = config.base_backoff.saturating_mul(1u32 << attempts.min(16));
-        let backoff = exp.min(config.max_backoff);
+        let backoff = config.backoff(attempts);
         tracing::warn!(
             attempts,
             backoff_ms = backoff.as_millis() as u64,
