@@ -5,7 +5,7 @@
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use crate::body::Json;
+use crate::body::Body;
 
 /// Longest header-supplied key kept verbatim; longer ones are hashed so keys stay small.
 const MAX_VERBATIM: usize = 200;
@@ -13,7 +13,13 @@ const MAX_VERBATIM: usize = 200;
 /// Key for a delivery: `d:` Svix/Standard-Webhooks message id, `h:` `Idempotency-Key` header,
 /// `b:` SHA-256 of the canonical body (only computed when no header names the delivery).
 /// Scoping by bot happens in [`crate::event::EventId`].
-pub fn key(headers: &HeaderMap, body: &Json) -> String {
+pub fn key(headers: &HeaderMap, body: &Body) -> String {
+    header_key(headers).unwrap_or_else(|| body_key(body))
+}
+
+/// The key a header gives, if any (so the intake knows before parsing whether it needs the
+/// body's canonical form).
+pub fn header_key(headers: &HeaderMap) -> Option<String> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -22,11 +28,12 @@ pub fn key(headers: &HeaderMap, body: &Json) -> String {
             .filter(|v| !v.is_empty())
     };
     if let Some(id) = header("svix-id").or_else(|| header("webhook-id")) {
-        return prefixed("d:", id);
+        return Some(prefixed("d:", id));
     }
-    if let Some(k) = header("idempotency-key") {
-        return prefixed("h:", k);
-    }
+    header("idempotency-key").map(|k| prefixed("h:", k))
+}
+
+pub fn body_key(body: &Body) -> String {
     format!("b:{}", hex::encode(body.canonical_hash()))
 }
 
@@ -49,11 +56,17 @@ mod tests {
 
     fn key(h: &HeaderMap, v: &Value) -> String {
         let text = v.to_string();
-        super::key(h, &Json::parse(&text).unwrap())
+        super::key(h, &Body::parse(&text, false).unwrap())
     }
 
-    fn canonical_json(v: &Value) -> String {
-        Json::parse(&v.to_string()).unwrap().canonical_json()
+    fn canonical_json(text: &str) -> String {
+        String::from_utf8(
+            Body::parse(text, true)
+                .unwrap()
+                .canonical_json()
+                .into_owned(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -72,19 +85,20 @@ mod tests {
     #[test]
     fn body_key_ignores_key_order_and_whitespace_but_not_values() {
         let h = HeaderMap::new();
-        let key_of = |text: &str| super::key(&h, &Json::parse(text).unwrap());
+        let key_of = |text: &str| super::key(&h, &Body::parse(text, true).unwrap());
         let a = key_of(r#"{"event":"x","data":{"bot_id":"b","n":[1,2]}}"#);
         let b = key_of("{ \"data\" : { \"n\":[1, 2],\n \"bot_id\":\"b\"}, \"event\":\"x\" }");
         let c = key_of(r#"{"event":"x","data":{"bot_id":"b","n":[2,1]}}"#);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(
-            Json::parse(r#"{ "data" : { "n":[1, 2], "bot_id":"b"}, "event":"x" }"#)
-                .unwrap()
-                .canonical_json(),
+            canonical_json(r#"{ "data" : { "n":[1, 2], "bot_id":"b"}, "event":"x" }"#),
             r#"{"data":{"bot_id":"b","n":[1,2]},"event":"x"}"#
         );
-        assert_eq!(canonical_json(&json!({"s": "é\"\n"})), r#"{"s":"é\"\n"}"#);
+        assert_eq!(
+            canonical_json(&json!({"s": "é\"\n"}).to_string()),
+            r#"{"s":"é\"\n"}"#
+        );
     }
 
     #[test]

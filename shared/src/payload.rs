@@ -2,7 +2,7 @@
 //! (the seed/test shape, MeetingBaaS v1 and v2); anything else that is an authenticated JSON
 //! object with a bot id is kept as `unknown` rather than dropped.
 
-use crate::body::Json;
+use crate::body::{Body, Json};
 use crate::bot_id::{BotId, BotIdError};
 use crate::event::{EventKind, Family};
 
@@ -25,7 +25,7 @@ pub struct Payload {
 /// A payload and the parsed body it came from (for the body's idempotency key).
 pub struct Parsed<'a> {
     pub payload: Payload,
-    pub body: Json<'a>,
+    pub body: Body<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -46,16 +46,19 @@ pub enum PayloadError {
 
 impl Payload {
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        Self::parse_body(body).map(|p| p.payload)
+        Self::parse_body(body, false).map(|p| p.payload)
     }
 
-    pub fn parse_body(body: &[u8]) -> Result<Parsed<'_>, PayloadError> {
+    /// Parses `body`; with `canonical`, its canonical JSON is written in the same pass (for
+    /// the idempotency key of a delivery that names no id).
+    pub fn parse_body(body: &[u8], canonical: bool) -> Result<Parsed<'_>, PayloadError> {
         let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
-        // serde_json refuses nesting beyond 128 levels, so hostile depth costs nothing.
-        let tree = Json::parse(text).map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
+        // Nesting beyond 128 levels is refused, so hostile depth costs nothing.
+        let parsed =
+            Body::parse(text, canonical).map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
         Ok(Parsed {
-            payload: Self::from_body(&tree)?,
-            body: tree,
+            payload: Self::from_body(parsed.root())?,
+            body: parsed,
         })
     }
 

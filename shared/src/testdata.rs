@@ -160,6 +160,41 @@ pub fn v1_status_change(bot_id: &str, code: &str, created_at: &str) -> String {
     .to_string()
 }
 
+/// The same JSON with every object's keys in reverse order: senders do not sort keys (ours
+/// are generated through a sorted map), and the canonical form must then reorder them.
+pub fn keys_reversed(text: &str) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                out.push('{');
+                for (i, (k, v)) in map.iter().rev().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::from(k.as_str()).to_string());
+                    out.push(':');
+                    write(v, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&serde_json::from_str(text).unwrap_or(Value::Null), &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,11 +163,12 @@ impl Intake {
         self.auth
             .verify(headers, body, now.timestamp())
             .map_err(WebhookError::Unauthorized)?;
+        let header_key = idempotency::header_key(headers);
         let Parsed {
             payload,
-            body: tree,
-        } = Payload::parse_body(body)?;
-        let key = idempotency::key(headers, &tree);
+            body: parsed,
+        } = Payload::parse_body(body, header_key.is_none())?;
+        let key = header_key.unwrap_or_else(|| idempotency::body_key(&parsed));
         Ok(NewEvent {
             event_id: EventId::derive(&payload.bot_id, &key),
             bot_id: payload.bot_id,
@@ -179,8 +180,8 @@ impl Intake {
             occurred_at: payload.occurred_at,
             error: payload.error,
             received_at: now,
-            // Parse succeeded, so the bytes are UTF-8; keep them exactly as sent.
-            body: String::from_utf8_lossy(body).into_owned(),
+            // Kept exactly as sent.
+            body: parsed.text().to_owned(),
         })
     }
 }
