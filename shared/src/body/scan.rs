@@ -17,6 +17,19 @@ const MAX_DEPTH: usize = 100;
 /// Objects at this depth or shallower are kept (root 0, `data` 1, `data.status` 2).
 const KEEP_DEPTH: usize = 2;
 
+/// Bytes that end a run of plain string text: the quote, a backslash, control characters.
+static STOPS_PLAIN_STRING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// The scan met something it leaves to serde_json: possibly an error, possibly just unusual.
 #[derive(Debug)]
 pub(super) struct GiveUp;
@@ -34,7 +47,7 @@ pub(super) fn scan(text: &str, canonical: bool) -> Scanned<(Json<'_>, Option<Vec
         entries: Vec::new(),
         scratch: Vec::new(),
     };
-    let root = s.value(0, true)?;
+    let root = s.value(0)?;
     s.skip_ws();
     if s.pos != s.bytes.len() {
         return Err(GiveUp);
@@ -69,14 +82,21 @@ impl<'a> Scanner<'a> {
         self.bytes.get(self.pos).copied()
     }
 
+    #[inline(always)]
     fn skip_ws(&mut self) {
+        // Compact bodies have no whitespace: one comparison in the common case.
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.skip_ws_run();
+        }
+    }
+
+    #[cold]
+    fn skip_ws_run(&mut self) {
         let start = self.pos;
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
-        if self.pos != start {
-            self.replace(start, self.pos, b"");
-        }
+        self.replace(start, self.pos, b"");
     }
 
     /// Copies the pending input up to `upto` into the output.
@@ -105,33 +125,51 @@ impl<'a> Scanner<'a> {
             .map_or(0, |out| out.len() + self.pos - self.copied_to)
     }
 
-    /// A value at `depth`; `keep` says whether the caller keeps it in the tree.
-    fn value(&mut self, depth: usize, keep: bool) -> Scanned<Json<'a>> {
+    /// A value at `depth` that the tree keeps.
+    fn value(&mut self, depth: usize) -> Scanned<Json<'a>> {
         self.skip_ws();
         match self.peek().ok_or(GiveUp)? {
-            b'{' => self.object(depth, keep),
+            b'{' => Ok(self
+                .object(depth, true)?
+                .map_or(Json::Skipped, Json::Object)),
+            b'"' => Ok(self.string(true)?.map_or(Json::Skipped, Json::String)),
+            b't' => self.literal(b"true").map(|()| Json::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Json::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Json::Null),
+            _ => self.skip(depth).map(|()| Json::Skipped),
+        }
+    }
+
+    /// A value at `depth` that is only checked (and written): nothing is built for it.
+    fn skip(&mut self, depth: usize) -> Scanned<()> {
+        self.skip_ws();
+        match self.peek().ok_or(GiveUp)? {
+            b'{' => self.object(depth, false).map(drop),
             b'[' => self.array(depth),
-            b'"' => Ok(match self.string(keep)? {
-                Some(s) => Json::String(s),
-                None => Json::Skipped,
-            }),
-            b't' => self.literal(b"true", Json::Bool(true)),
-            b'f' => self.literal(b"false", Json::Bool(false)),
-            b'n' => self.literal(b"null", Json::Null),
-            b'-' | b'0'..=b'9' => self.number().map(|()| Json::Skipped),
+            b'"' => self.string(false).map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
             _ => Err(GiveUp),
         }
     }
 
-    fn literal(&mut self, word: &[u8], value: Json<'a>) -> Scanned<Json<'a>> {
+    fn literal(&mut self, word: &[u8]) -> Scanned<()> {
         if !self.bytes[self.pos..].starts_with(word) {
             return Err(GiveUp);
         }
         self.pos += word.len();
-        Ok(value)
+        Ok(())
     }
 
-    fn object(&mut self, depth: usize, keep: bool) -> Scanned<Json<'a>> {
+    /// An object; its entries (sorted by key) when the tree keeps it.
+    #[allow(clippy::type_complexity)]
+    fn object(
+        &mut self,
+        depth: usize,
+        keep: bool,
+    ) -> Scanned<Option<Vec<(Cow<'a, str>, Json<'a>)>>> {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
         }
@@ -150,23 +188,20 @@ impl<'a> Scanner<'a> {
                     return Err(GiveUp);
                 }
                 let start = self.out_pos();
-                let key = self.string(true)?.ok_or(GiveUp)?;
+                // The key is needed to keep the entry or to put it in order.
+                let key = self.string(expand || self.out.is_some())?;
                 self.skip_ws();
                 if self.peek() != Some(b':') {
                     return Err(GiveUp);
                 }
                 self.pos += 1;
-                let value = self.value(depth + 1, expand)?;
-                if self.out.is_some() {
-                    let end = self.out_pos();
-                    self.entries.push(Entry {
-                        key: key.clone(),
-                        start,
-                        end,
-                    });
-                }
                 if expand {
-                    kept.push((key, value));
+                    let value = self.value(depth + 1)?;
+                    self.record(key.clone(), start);
+                    kept.push((key.ok_or(GiveUp)?, value));
+                } else {
+                    self.skip(depth + 1)?;
+                    self.record(key, start);
                 }
                 self.skip_ws();
                 match self.peek() {
@@ -182,12 +217,22 @@ impl<'a> Scanner<'a> {
         self.sort_entries(base, body_start);
         self.entries.truncate(base);
         if !expand {
-            return Ok(Json::Skipped);
+            return Ok(None);
         }
         if !kept.is_sorted_by(|a, b| a.0 <= b.0) {
             kept.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        Ok(Json::Object(kept))
+        Ok(Some(kept))
+    }
+
+    /// Notes an entry written from `start` up to here, to put the object in order later.
+    fn record(&mut self, key: Option<Cow<'a, str>>, start: usize) {
+        if let Some(key) = key
+            && self.out.is_some()
+        {
+            let end = self.out_pos();
+            self.entries.push(Entry { key, start, end });
+        }
     }
 
     /// Rewrites the object's entries (from `base` on the stack, written from `body_start`) in
@@ -220,7 +265,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn array(&mut self, depth: usize) -> Scanned<Json<'a>> {
+    fn array(&mut self, depth: usize) -> Scanned<()> {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
         }
@@ -230,7 +275,7 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
         } else {
             loop {
-                self.value(depth + 1, false)?;
+                self.skip(depth + 1)?;
                 self.skip_ws();
                 match self.peek() {
                     Some(b',') => self.pos += 1,
@@ -242,7 +287,7 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        Ok(Json::Skipped)
+        Ok(())
     }
 
     /// A string at `pos` (the opening quote), left in the output as written where that is
@@ -252,7 +297,7 @@ impl<'a> Scanner<'a> {
         // The common case: no escapes.
         let len = self.bytes[start..]
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .position(|&b| STOPS_PLAIN_STRING[usize::from(b)])
             .ok_or(GiveUp)?;
         let mut i = start + len;
         if self.bytes[i] == b'"' {
