@@ -40,12 +40,15 @@ impl ApiGatewayPusher {
             .operation_attempt_timeout(std::time::Duration::from_secs(3))
             .operation_timeout(std::time::Duration::from_secs(8))
             .build();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
         if local {
-            loader = loader.region(crate::store::dynamodb::local_region());
+            return Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+                local_config(endpoint, timeouts).await,
+            ));
         }
-        let shared = loader.load().await;
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
         let mut builder =
             aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
         if shared.region().is_none() {
@@ -53,22 +56,38 @@ impl ApiGatewayPusher {
                 "us-east-1",
             ));
         }
-        if local {
-            // The local host does not check signatures (it answers loopback peers only).
-            builder = builder.credentials_provider(
-                aws_sdk_apigatewaymanagement::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "relay-local",
-                ),
-            );
-        }
         Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
             builder.build(),
         ))
     }
+}
+
+/// The client of the local host's management API (`relay serve`): the same client, operation,
+/// retries, timeouts and HTTP as on AWS, minus what only AWS needs. The local host does not
+/// check signatures (it answers loopback peers only), so the client has no credentials and
+/// signs nothing: with no identity for SigV4, the SDK's own no-auth scheme (`allow_no_auth`)
+/// is the one chosen, which saves the signature's hashing and HMACs on every post. Stalled
+/// stream protection (a throughput monitor around every request and response body, for slow
+/// networks) is off: the bodies are a few hundred bytes over loopback.
+async fn local_config(
+    endpoint: &str,
+    timeouts: aws_config::timeout::TimeoutConfig,
+) -> aws_sdk_apigatewaymanagement::Config {
+    use aws_sdk_apigatewaymanagement::config::{
+        BehaviorVersion, Region, StalledStreamProtectionConfig,
+    };
+    let region = crate::store::dynamodb::local_region()
+        .region()
+        .await
+        .unwrap_or_else(|| Region::from_static("us-east-1"));
+    aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .allow_no_auth()
+        .build()
 }
 
 #[async_trait]
