@@ -3,13 +3,13 @@
 //! partial batch failures, so a failed record and the ones after it are retried and nothing
 //! before it is sent again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures::StreamExt;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::bot_id::BotId;
 use crate::connection::{ConnectionId, ConnectionStore};
@@ -20,6 +20,9 @@ use crate::store::dynamodb::event_from_stream_image;
 /// Posts in flight at once per batch. 64 × ~20 ms per post on AWS is ~3,000 posts/s, well under
 /// API Gateway's account-wide 10,000 requests/s, and enough for 10,000 subscribers in ~3 s.
 pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// One post's outcome: the target's index and the post's result.
+type Posted = (usize, Result<(), PushError>);
 
 pub struct FanoutHandler {
     connections: Arc<dyn ConnectionStore>,
@@ -112,35 +115,24 @@ impl FanoutHandler {
                     }
                 }
             }
-            let targets = subscribers.get(&stored.bot_id).cloned().unwrap_or_default();
-            if targets.is_empty() {
+            // One rendering of the message per event, posted to every subscriber of its bot.
+            let Some(targets) = subscribers.get(&stored.bot_id).filter(|t| !t.is_empty()) else {
                 continue;
-            }
+            };
             let text = message::status_update(&stored, body_inline.then_some(stored.body.as_str()));
-            let results: Vec<(ConnectionId, Result<(), PushError>)> =
-                futures::stream::iter(targets)
-                    .map(|id| {
-                        let (pusher, text) = (self.pusher.clone(), &text);
-                        async move {
-                            let r = pusher.send(&id, text).await;
-                            (id, r)
-                        }
-                    })
-                    .buffer_unordered(self.concurrency)
-                    .collect()
-                    .await;
+            let results = self.post_all(targets, &text).await;
             let mut record_failed = false;
-            for (id, r) in results {
+            let mut gone = HashSet::new();
+            for (i, r) in results.into_iter().enumerate() {
+                let id = &targets[i];
                 match r {
                     Ok(()) => report.sent += 1,
                     Err(PushError::Gone) => {
                         report.gone += 1;
-                        if let Err(e) = self.connections.remove(&id).await {
+                        if let Err(e) = self.connections.remove(id).await {
                             tracing::warn!(connection_id = id.as_str(), error = %e, "removing a gone connection failed");
                         }
-                        if let Some(list) = subscribers.get_mut(&stored.bot_id) {
-                            list.retain(|c| c != &id);
-                        }
+                        gone.insert(i);
                     }
                     Err(PushError::Failed(e)) => {
                         tracing::warn!(connection_id = id.as_str(), error = e, "post failed");
@@ -149,6 +141,16 @@ impl FanoutHandler {
                     }
                 }
             }
+            if !gone.is_empty()
+                && let Some(list) = subscribers.get_mut(&stored.bot_id)
+            {
+                let mut i = 0;
+                list.retain(|_| {
+                    let keep = !gone.contains(&i);
+                    i += 1;
+                    keep
+                });
+            }
             if record_failed {
                 fail(&mut response);
                 break;
@@ -156,5 +158,36 @@ impl FanoutHandler {
         }
         report.bots = subscribers.len();
         (response, report)
+    }
+
+    /// Posts `text` to every target, at most `concurrency` at once: each post is a task of its
+    /// own, so that the client's work (the SDK operation, its HTTP exchange) runs on every worker
+    /// thread rather than only on the one polling this batch. The result of each target, by index.
+    async fn post_all(&self, targets: &[ConnectionId], text: &str) -> Vec<Result<(), PushError>> {
+        let text: Arc<str> = Arc::from(text);
+        let mut results: Vec<Option<Result<(), PushError>>> = vec![None; targets.len()];
+        let mut in_flight = JoinSet::new();
+        let mut store = |joined: Option<Result<Posted, JoinError>>| {
+            // A post task that panicked leaves its slot empty: counted as a failed post below.
+            if let Some(Ok((i, r))) = joined
+                && let Some(slot) = results.get_mut(i)
+            {
+                *slot = Some(r);
+            }
+        };
+        for (i, id) in targets.iter().enumerate() {
+            if in_flight.len() >= self.concurrency {
+                store(in_flight.join_next().await);
+            }
+            let (pusher, text, id) = (self.pusher.clone(), text.clone(), id.clone());
+            in_flight.spawn(async move { (i, pusher.send(&id, &text).await) });
+        }
+        while !in_flight.is_empty() {
+            store(in_flight.join_next().await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PushError::Failed("the post's task failed".into()))))
+            .collect()
     }
 }
