@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -33,7 +33,7 @@ pub struct Limits {
 }
 
 enum Outbound {
-    Text(String),
+    Text(Utf8Bytes),
     Close(u16, &'static str),
 }
 
@@ -152,7 +152,7 @@ impl Gateway {
         }
     }
 
-    fn post(&self, id: &ConnectionId, text: String) -> bool {
+    fn post(&self, id: &ConnectionId, text: Utf8Bytes) -> bool {
         let Ok(sockets) = self.sockets.lock() else {
             return false;
         };
@@ -191,7 +191,7 @@ impl Gateway {
             while let Some(out) = rx.recv().await {
                 let done = matches!(out, Outbound::Close(..));
                 let msg = match out {
-                    Outbound::Text(t) => Message::Text(t.into()),
+                    Outbound::Text(t) => Message::Text(t),
                     Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
                         code,
                         reason: reason.into(),
@@ -350,7 +350,12 @@ pub async fn post_to_connection(
     let Some(id) = ConnectionId::parse(&id) else {
         return gone();
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
+    // The posted bytes become the frame as they are (no copy) when they are UTF-8, as the
+    // fan-out's JSON always is; anything else is sent as its lossy text.
+    let text = match Utf8Bytes::try_from(body.clone()) {
+        Ok(text) => text,
+        Err(_) => Utf8Bytes::from(String::from_utf8_lossy(&body).into_owned()),
+    };
     if gw.post(&id, text) {
         StatusCode::OK.into_response()
     } else {

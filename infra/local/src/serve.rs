@@ -188,13 +188,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .route("/api/dev/token", post(web::token))
         .route("/api/dev/test-event", post(web::test_event))
         .with_state(dev);
-    let management = Router::new()
-        .route(
-            "/{id}",
-            post(gateway::post_to_connection)
-                .get(gateway::get_connection)
-                .delete(gateway::delete_connection),
-        )
+    // Plain routes rather than a nested router: a nested route rewrites every request's URI to
+    // strip its prefix, an allocation and a parse on each of a fan-out's posts.
+    let management = post(gateway::post_to_connection)
+        .get(gateway::get_connection)
+        .delete(gateway::delete_connection)
         .with_state(gw.clone());
     let app = Router::new()
         .route("/api/meeting-bot/webhook", post(webhook_route))
@@ -209,8 +207,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
         .merge(dev_routes)
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
-        .nest("/@connections", management.clone())
-        .nest("/%40connections", management);
+        .route("/@connections/{id}", management.clone())
+        .route("/%40connections/{id}", management);
 
     tracing::info!(addr = %addr, store = source_name, "listening");
     axum::serve(
