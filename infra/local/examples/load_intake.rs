@@ -2,10 +2,16 @@
 //! HTTP (keep-alive), a share of exact redeliveries, per-request latency. Bounded in time and
 //! aimed at loopback only. Used by `scripts/bench-intake`.
 //!
+//! Without `--rate` every sender sends its next request as soon as the last is answered (the
+//! most the relay can take). With `--rate R` requests are due at a fixed R per second in all
+//! (at most N in flight) and each latency counts from when its request was due, so a stall
+//! shows in full in the figures rather than pausing the clock (no coordinated omission).
+//!
 //! `cargo run --release -p relay --example load_intake -- --url URL --key KEY [--concurrency 64]
-//!  [--seconds 10] [--dup-percent 10]`
+//!  [--seconds 10] [--dup-percent 10] [--rate 5000]`
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -16,6 +22,8 @@ struct Args {
     concurrency: usize,
     seconds: u64,
     dup_percent: u64,
+    /// Requests per second in all; 0: as fast as answers come.
+    rate: u64,
 }
 
 fn args() -> Result<Args, String> {
@@ -25,6 +33,7 @@ fn args() -> Result<Args, String> {
         concurrency: 64,
         seconds: 10,
         dup_percent: 10,
+        rate: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -35,6 +44,7 @@ fn args() -> Result<Args, String> {
             "--concurrency" => a.concurrency = val.parse().map_err(|_| "bad --concurrency")?,
             "--seconds" => a.seconds = val.parse().map_err(|_| "bad --seconds")?,
             "--dup-percent" => a.dup_percent = val.parse().map_err(|_| "bad --dup-percent")?,
+            "--rate" => a.rate = val.parse().map_err(|_| "bad --rate")?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -74,14 +84,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    // With a rate, the senders share one schedule: slot i is due at started + i / rate.
+    let slots = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..a.concurrency {
         let (client, a, run) = (client.clone(), a.clone(), format!("{run:x}"));
+        let slots = slots.clone();
         tasks.spawn(async move {
             let mut t = Tally::default();
             let mut last_body: Option<String> = None;
             let mut n: u64 = 0;
-            while Instant::now() < deadline {
+            loop {
+                let due = if a.rate > 0 {
+                    let slot = slots.fetch_add(1, Ordering::Relaxed);
+                    let due = started + Duration::from_secs_f64(slot as f64 / a.rate as f64);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    due
+                } else {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    Instant::now()
+                };
                 n += 1;
                 // Every tenth (by default) delivery repeats the previous one byte for byte.
                 let is_dup = last_body.is_some() && (n * 7919 + worker as u64) % 100 < a.dup_percent;
@@ -97,7 +124,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     })
                     .to_string(),
                 };
-                let t0 = Instant::now();
                 let resp = client
                     .post(&a.url)
                     .header("content-type", "application/json")
@@ -109,7 +135,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Ok(r) if r.status() == 200 => r.text().await.ok(),
                     _ => None,
                 };
-                t.latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                t.latencies_us
+                    .push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 match ok {
                     Some(text) => {
                         t.ok += 1;
@@ -161,6 +188,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "p99_ms": pct(0.99),
             "max_ms": pct(1.0),
             "concurrency": a.concurrency,
+            "rate": a.rate,
         })
     );
     if all.errors > 0 || all.dup_answered != all.dup_sent {

@@ -1,7 +1,9 @@
-//! One pass over a delivery body that does everything the intake needs of it at memory speed:
-//! checks the JSON, keeps the few top levels the payload fields live in (objects up to
-//! `data.status`; arrays and anything deeper are only checked), and, when asked, writes the
-//! canonical JSON (keys sorted, compact) that the body's idempotency key hashes.
+//! One pass over a delivery body that does everything the intake needs of it: checks the JSON,
+//! keeps the few top levels the payload fields live in (objects up to `data.status`; arrays and
+//! anything deeper are only checked), and, when asked, writes the canonical JSON (keys sorted,
+//! compact) that the body's idempotency key hashes. Input that is already canonical is copied
+//! in long runs; only whitespace, escapes and numbers written otherwise, and objects whose keys
+//! are out of order, are rewritten.
 //!
 //! It handles what senders write (plain and escaped strings, integers, decimals in their
 //! shortest form, keys in any order) and gives up on the rest, for which the caller falls back to
