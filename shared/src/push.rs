@@ -73,6 +73,7 @@ async fn local_config(
     endpoint: &str,
     timeouts: aws_config::timeout::TimeoutConfig,
 ) -> aws_sdk_apigatewaymanagement::Config {
+    use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
     use aws_sdk_apigatewaymanagement::config::{
         BehaviorVersion, Region, StalledStreamProtectionConfig,
     };
@@ -85,6 +86,8 @@ async fn local_config(
         .region(region)
         .endpoint_url(endpoint)
         .timeout_config(timeouts)
+        // What the AWS client gets from aws-config's defaults: standard mode, 3 attempts.
+        .retry_config(RetryConfig::standard())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .allow_no_auth()
         .build()
