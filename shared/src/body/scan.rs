@@ -205,14 +205,8 @@ impl<'a> Scanner<'a> {
                     self.skip(depth + 1)?;
                     self.record(key, start);
                 }
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(GiveUp),
+                if self.closed_after_member(b'}')? {
+                    break;
                 }
             }
         }
@@ -267,6 +261,23 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After an object's or array's member: a comma (more follow) or `close` (the end).
+    #[inline(always)]
+    fn closed_after_member(&mut self, close: u8) -> Scanned<bool> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(GiveUp),
+        }
+    }
+
     fn array(&mut self, depth: usize) -> Scanned<()> {
         if depth > MAX_DEPTH {
             return Err(GiveUp);
@@ -278,14 +289,8 @@ impl<'a> Scanner<'a> {
         } else {
             loop {
                 self.skip(depth + 1)?;
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(GiveUp),
+                if self.closed_after_member(b']')? {
+                    break;
                 }
             }
         }
