@@ -92,12 +92,12 @@ async fn start_fake() -> (Fake, String) {
 }
 
 fn control_token(bots: &[&str]) -> String {
-    let keys = shared::token::TokenKeys::new(CLIENT_SECRET).expect("keys");
-    keys.mint(&shared::token::Claims {
+    let keys = relay_core::domain::token::TokenKeys::new(CLIENT_SECRET).expect("keys");
+    keys.mint(&relay_core::domain::token::Claims {
         sub: "ops".into(),
         exp: chrono::Utc::now().timestamp() + 600,
         bots: bots.iter().map(|b| b.to_string()).collect(),
-        scope: shared::token::Scope::Control,
+        scope: relay_core::domain::token::Scope::Control,
     })
     .expect("mint")
 }

@@ -6,11 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use relay_core::ports::store::EventStore;
+use relay_core::{BotId, EventId};
+use relay_dynamodb::{DynamoStore, client_for};
+use relay_sqlite::events::SqliteStore;
 use serde_json::json;
-use shared::store::EventStore;
-use shared::store::dynamodb::{DynamoStore, client_for};
-use shared::store::sqlite::SqliteStore;
-use shared::{BotId, EventId};
 use support::*;
 use tokio::sync::Mutex;
 

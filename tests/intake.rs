@@ -5,11 +5,11 @@ mod support;
 
 use std::path::Path;
 
+use relay_core::domain::auth::sign;
+use relay_core::ports::store::EventStore;
+use relay_core::{BotId, Status};
+use relay_sqlite::events::SqliteStore;
 use serde_json::{Value, json};
-use shared::auth::sign;
-use shared::store::EventStore;
-use shared::store::sqlite::SqliteStore;
-use shared::{BotId, Status};
 use support::*;
 
 /// The relay's SQLite store, opened beside the running server (WAL allows concurrent readers).
@@ -550,11 +550,12 @@ async fn development_mode_and_the_seed_curl_example() {
         .output()
         .expect("run token");
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let keys = shared::token::TokenKeys::new(dev["client_secret"].as_str().expect("secret"))
-        .expect("keys");
+    let keys =
+        relay_core::domain::token::TokenKeys::new(dev["client_secret"].as_str().expect("secret"))
+            .expect("keys");
     let claims = keys.verify(&token).expect("valid token");
     assert_eq!(claims.bots, vec!["cli-bot"]);
-    assert_eq!(claims.scope, shared::token::Scope::Control);
+    assert_eq!(claims.scope, relay_core::domain::token::Scope::Control);
     let ttl = claims.exp - chrono::Utc::now().timestamp();
     assert!((7000..=7200).contains(&ttl), "ttl {ttl}");
 

@@ -57,17 +57,17 @@ fn start_with_tables(
 async fn connection_store(
     relay: &Relay,
     tables: &Option<(String, String)>,
-) -> std::sync::Arc<dyn shared::connection::ConnectionStore> {
+) -> std::sync::Arc<dyn relay_core::ports::connections::ConnectionStore> {
     match tables {
         None => std::sync::Arc::new(
-            shared::connection::sqlite::SqliteConnections::open(
+            relay_sqlite::connections::SqliteConnections::open(
                 &relay.data_dir.join("connections.sqlite3"),
             )
             .expect("open"),
         ),
         Some((endpoint, table)) => {
-            std::sync::Arc::new(shared::connection::dynamodb::DynamoConnections::new(
-                shared::store::dynamodb::client_for(Some(endpoint)).await,
+            std::sync::Arc::new(relay_dynamodb::connections::DynamoConnections::new(
+                relay_dynamodb::client_for(Some(endpoint)).await,
                 table.clone(),
             ))
         }
@@ -199,13 +199,13 @@ async fn tokens_are_enforced(mode: Mode) {
             .is_err(),
         "expired token refused"
     );
-    let wrong_key = shared::token::TokenKeys::new("another-secret").expect("keys");
+    let wrong_key = relay_core::domain::token::TokenKeys::new("another-secret").expect("keys");
     let forged = wrong_key
-        .mint(&shared::token::Claims {
+        .mint(&relay_core::domain::token::Claims {
             sub: "x".into(),
             exp: chrono::Utc::now().timestamp() + 60,
             bots: vec!["*".into()],
-            scope: shared::token::Scope::Read,
+            scope: relay_core::domain::token::Scope::Read,
         })
         .expect("mint");
     assert!(
@@ -283,8 +283,8 @@ async fn a_vanished_client_is_pruned_on_the_next_fan_out(mode: Mode) {
     // A client that vanished without $disconnect ever running: its records are still in the
     // store, but the gateway no longer has the socket and answers 410 Gone.
     let store = connection_store(&relay, &tables).await;
-    let bot_id = shared::BotId::parse(&bot).expect("bot");
-    let ghost = shared::connection::contract::fresh_connection(&[&bot_id]);
+    let bot_id = relay_core::BotId::parse(&bot).expect("bot");
+    let ghost = relay_core::testing::connection_contract::fresh_connection(&[&bot_id]);
     store.put(&ghost).await.expect("put");
     store
         .subscribe(&ghost.id, &bot_id)
@@ -375,7 +375,7 @@ async fn a_big_completion_is_truncated_live_and_whole_over_rest(mode: Mode) {
     let relay = start(mode, dir.path(), &[]);
     let bot = unique_bot("big");
     let mut c = subscribed(&relay, &bot, None).await;
-    let body = shared::testdata::v1_complete_of_size(&bot, 3 * 1024 * 1024, 5);
+    let body = relay_core::testing::testdata::v1_complete_of_size(&bot, 3 * 1024 * 1024, 5);
     let (status, accepted, text) =
         post_webhook(&http(), &relay, &json_key_headers(), body.clone()).await;
     assert_eq!(status, 200, "{text}");
@@ -490,7 +490,7 @@ mod gateway {
     async fn connection_id_of(relay: &Relay, bot: &str) -> String {
         let store = connection_store(relay, &None).await;
         let ids = store
-            .subscribers(&shared::BotId::parse(bot).expect("bot"))
+            .subscribers(&relay_core::BotId::parse(bot).expect("bot"))
             .await
             .expect("subs");
         assert_eq!(ids.len(), 1);
@@ -616,7 +616,7 @@ mod gateway {
         let store = connection_store(&relay, &None).await;
         assert!(
             store
-                .subscribers(&shared::BotId::parse(&bot).expect("bot"))
+                .subscribers(&relay_core::BotId::parse(&bot).expect("bot"))
                 .await
                 .expect("subs")
                 .is_empty()

@@ -1,4 +1,4 @@
-// Types of relay-client.js, the meeting-relay live-update client (CONTRACT §4).
+// Types of relay-client.js, the meeting-relay live-update client (the messages of the README's "Live updates").
 
 /** Session status words, in their monotonic order (`paused` ranks with `recording`). */
 export type SessionStatus =

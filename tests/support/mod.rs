@@ -297,12 +297,12 @@ pub fn free_port() -> u16 {
 
 /// A client token signed with the test client secret.
 pub fn token(bots: &[&str], ttl_secs: i64) -> String {
-    let keys = shared::token::TokenKeys::new(CLIENT_SECRET).expect("keys");
-    keys.mint(&shared::token::Claims {
+    let keys = relay_core::domain::token::TokenKeys::new(CLIENT_SECRET).expect("keys");
+    keys.mint(&relay_core::domain::token::Claims {
         sub: "tester".into(),
         exp: chrono::Utc::now().timestamp() + ttl_secs,
         bots: bots.iter().map(|b| b.to_string()).collect(),
-        scope: shared::token::Scope::Read,
+        scope: relay_core::domain::token::Scope::Read,
     })
     .expect("mint")
 }

@@ -1,16 +1,18 @@
-//! API Lambda: the REST routes, with the event store and token keys built once.
+//! API Lambda: the REST routes as the relay's axum Router, with the event store, the token keys
+//! and the MeetingBaaS client built once.
 
 use std::sync::Arc;
 
-use lambda_http::{Error, Request, run, service_fn};
-use shared::api::ApiHandler;
-use shared::config::Config;
-use shared::store::dynamodb::{DynamoStore, client_for};
-use shared::token::TokenKeys;
+use lambda_http::{Error, run};
+use relay_core::config::Config;
+use relay_core::domain::token::TokenKeys;
+use relay_core::handlers::api::{ApiHandler, Control};
+use relay_dynamodb::{DynamoStore, client_for};
+use relay_meetingbaas::MeetingBaasClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    relay_core::telemetry::init();
     let config = Config::from_env()?;
     let tokens = TokenKeys::new(
         config
@@ -23,15 +25,18 @@ async fn main() -> Result<(), Error> {
         config.events_table.clone(),
         config.retention,
     ));
-    let handler = Arc::new(ApiHandler::new(
-        tokens,
-        events,
-        config.cors_allow_origins.clone(),
-        config.control(),
-    ));
-    run(service_fn(move |req: Request| {
-        let handler = handler.clone();
-        async move { Ok::<_, Error>(handler.handle(req).await) }
-    }))
+    let control = Control {
+        meetingbaas: Arc::new(MeetingBaasClient::new(
+            &config.meetingbaas_api_url,
+            config.auth.api_keys.as_deref(),
+            config.meetingbaas_timeout,
+        )),
+        public_base_url: config.public_base_url.clone(),
+    };
+    let api = Arc::new(ApiHandler::new(tokens, events, control));
+    run(relay_http::with_json_fallbacks(relay_http::api_router(
+        api,
+        &config.cors_allow_origins,
+    )))
     .await
 }

@@ -1,20 +1,19 @@
-//! Connections Lambda: stores, adapters and the management API client built once; each
-//! WebSocket route event handed to the shared handler.
+//! Connections Lambda: stores and the management API client built once; each WebSocket route
+//! event turned into the core's route request and its reply back into the route's answer.
 
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use shared::config::Config;
-use shared::connection::dynamodb::DynamoConnections;
-use shared::push::ApiGatewayPusher;
-use shared::store::dynamodb::{DynamoStore, client_for};
-use shared::subscription::SubscriptionHandler;
-use shared::token::TokenKeys;
+use relay_apigateway::{ApiGatewayPusher, websocket};
+use relay_core::config::Config;
+use relay_core::domain::token::TokenKeys;
+use relay_core::handlers::subscription::SubscriptionHandler;
+use relay_dynamodb::{DynamoConnections, DynamoStore, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    relay_core::telemetry::init();
     let config = Config::from_env()?;
     let tokens = TokenKeys::new(
         config
@@ -46,7 +45,10 @@ async fn main() -> Result<(), Error> {
     run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let handler = handler.clone();
-            async move { Ok::<ApiGatewayProxyResponse, Error>(handler.handle(event.payload).await) }
+            async move {
+                let reply = handler.handle(websocket::request(event.payload)).await;
+                Ok::<ApiGatewayProxyResponse, Error>(websocket::response(reply))
+            }
         },
     ))
     .await

@@ -1,20 +1,20 @@
 //! Fan-out Lambda: the events table's stream (inserts of event items, filtered by the event
-//! source mapping) to every subscribed browser, with partial batch failures.
+//! source mapping) decoded into domain events and sent to every subscribed browser, with
+//! partial batch failures.
 
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use shared::config::Config;
-use shared::connection::dynamodb::DynamoConnections;
-use shared::fanout::{DEFAULT_CONCURRENCY, FanoutHandler};
-use shared::push::ApiGatewayPusher;
-use shared::store::dynamodb::client_for;
+use relay_apigateway::ApiGatewayPusher;
+use relay_core::config::Config;
+use relay_core::handlers::fanout::{DEFAULT_CONCURRENCY, FanoutHandler};
+use relay_dynamodb::{DynamoConnections, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    relay_core::telemetry::init();
     let config = Config::from_env()?;
     let endpoint = config
         .websocket_endpoint
@@ -32,7 +32,11 @@ async fn main() -> Result<(), Error> {
     let handler = Arc::new(FanoutHandler::new(connections, pusher, concurrency));
     run(service_fn(move |event: LambdaEvent<Event>| {
         let handler = handler.clone();
-        async move { Ok::<DynamoDbEventResponse, Error>(handler.handle(event.payload).await) }
+        async move {
+            Ok::<DynamoDbEventResponse, Error>(
+                relay_dynamodb::stream::fan_out(&handler, event.payload).await,
+            )
+        }
     }))
     .await
 }

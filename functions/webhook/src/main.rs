@@ -1,29 +1,28 @@
-//! Webhook Lambda: config and adapters built once, each request handed to the shared handler.
+//! Webhook Lambda: config and the event store built once; every request goes through the
+//! relay's HTTP surface to the core's webhook handler.
 
 use std::sync::Arc;
 
-use lambda_http::{Error, Request, run, service_fn};
-use shared::auth::Authenticator;
-use shared::config::Config;
-use shared::store::dynamodb::{self, DynamoStore};
-use shared::webhook::WebhookHandler;
+use lambda_http::{Error, run};
+use relay_core::config::Config;
+use relay_core::domain::auth::Authenticator;
+use relay_core::handlers::webhook::WebhookHandler;
+use relay_dynamodb::{DynamoStore, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    relay_core::telemetry::init();
     let config = Config::from_env()?;
     // No configured scheme is a start-up error: the function must never accept anonymous posts.
     let auth = Authenticator::new(&config.auth)?;
-    let client = dynamodb::client_for(None).await;
     let store = Arc::new(DynamoStore::new(
-        client,
+        client_for(None).await,
         config.events_table.clone(),
         config.retention,
     ));
     let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
-    run(service_fn(move |req: Request| {
-        let handler = handler.clone();
-        async move { Ok::<_, Error>(handler.handle(req).await) }
-    }))
+    run(relay_http::with_json_fallbacks(relay_http::webhook_router(
+        handler,
+    )))
     .await
 }

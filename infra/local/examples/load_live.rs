@@ -146,12 +146,12 @@ fn args() -> Result<Args, String> {
 }
 
 fn token(secret: &str, bot: &str) -> Result<String, BoxError> {
-    let keys = shared::token::TokenKeys::new(secret)?;
-    Ok(keys.mint(&shared::token::Claims {
+    let keys = relay_core::domain::token::TokenKeys::new(secret)?;
+    Ok(keys.mint(&relay_core::domain::token::Claims {
         sub: "load-live".into(),
         exp: chrono::Utc::now().timestamp() + 3600,
         bots: vec![bot.to_owned()],
-        scope: shared::token::Scope::Read,
+        scope: relay_core::domain::token::Scope::Read,
     })?)
 }
 

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use relay_core::config::Config;
+use relay_core::domain::token::{Claims, Scope, TokenKeys};
 use serde_json::json;
-use shared::config::Config;
-use shared::token::{Claims, Scope, TokenKeys};
 
 use crate::DataDir;
 use crate::secrets;
@@ -72,7 +72,7 @@ pub fn token(args: TokenArgs) -> CliResult {
     let config = Config::from_env()?;
     for bot in &args.bots {
         if bot != "*" {
-            shared::BotId::parse(bot)?;
+            relay_core::BotId::parse(bot)?;
         }
     }
     let keys = TokenKeys::new(&client_secret(&config, &args.data)?)?;
@@ -125,7 +125,7 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     } else if let Some(secret) = &config.auth.webhook_secret {
         let id = format!("msg_{:016x}", rand::random::<u64>());
         let ts = chrono::Utc::now().timestamp();
-        let sig = shared::auth::sign(secret, &id, ts, body.as_bytes())?;
+        let sig = relay_core::domain::auth::sign(secret, &id, ts, body.as_bytes())?;
         req = req
             .header("webhook-id", id)
             .header("webhook-timestamp", ts.to_string())
@@ -226,7 +226,7 @@ pub async fn set_account_url(args: SetAccountUrlArgs) -> CliResult {
 
 pub fn dlq_list(data: &DataDir) -> CliResult {
     let letters =
-        shared::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
+        crate::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
     for letter in &letters {
         println!("{}", serde_json::to_string(letter)?);
     }

@@ -18,9 +18,10 @@ use http::{HeaderMap, StatusCode};
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
 };
+use relay_apigateway::websocket;
+use relay_core::handlers::subscription::SubscriptionHandler;
+use relay_core::ports::connections::ConnectionId;
 use serde_json::json;
-use shared::connection::ConnectionId;
-use shared::subscription::SubscriptionHandler;
 use tokio::sync::mpsc;
 
 /// API Gateway's frame limit; larger client frames close the socket with 1009.
@@ -237,12 +238,12 @@ impl Gateway {
             }
             let route = Self::route_of(&body);
             let ev = self.event(&id, route, "MESSAGE", Some(body));
-            self.handler.handle(ev).await;
+            self.handler.handle(websocket::request(ev)).await;
         }
         let removed = self.sockets.lock().ok().and_then(|mut s| s.remove(&id));
         drop(removed);
         let ev = self.event(&id, "$disconnect", "DISCONNECT", None);
-        self.handler.handle(ev).await;
+        self.handler.handle(websocket::request(ev)).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     }
 
@@ -268,9 +269,9 @@ pub async fn ws_upgrade(
     let mut ev = gw.event(&id, "$connect", "CONNECT", None);
     ev.query_string_parameters = query.into();
     ev.headers = headers.clone();
-    let resp = gw.handler.handle(ev).await;
-    if resp.status_code != 200 {
-        let status = StatusCode::from_u16(resp.status_code as u16).unwrap_or(StatusCode::FORBIDDEN);
+    let reply = gw.handler.handle(websocket::request(ev)).await;
+    if reply.status != 200 {
+        let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::FORBIDDEN);
         return (status, axum::Json(json!({"error": "unauthorized"}))).into_response();
     }
     let (tx, rx) = mpsc::unbounded_channel();

@@ -11,11 +11,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod apigw;
 mod client;
 mod gateway;
 mod secrets;
 mod serve;
+mod stream;
 mod web;
 
 #[derive(Parser)]

@@ -6,36 +6,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, Method, StatusCode, Uri};
+use http::{Method, StatusCode, Uri};
+use relay_apigateway::ApiGatewayPusher;
+use relay_core::config::Config;
+use relay_core::domain::auth::Authenticator;
+use relay_core::domain::token::TokenKeys;
+use relay_core::handlers::api::{ApiHandler, Control};
+use relay_core::handlers::fanout::FanoutHandler;
+use relay_core::handlers::subscription::SubscriptionHandler;
+use relay_core::handlers::webhook::WebhookHandler;
+use relay_core::ports::connections::ConnectionStore;
+use relay_core::ports::store::EventStore;
+use relay_dynamodb::{
+    DynamoConnections, DynamoStore, ensure_connections_table, ensure_events_table,
+};
+use relay_http::RequestId;
+use relay_meetingbaas::MeetingBaasClient;
+use relay_sqlite::{SqliteConnections, SqliteStore};
 use serde_json::json;
-use shared::api::ApiHandler;
-use shared::auth::Authenticator;
-use shared::config::Config;
-use shared::connection::ConnectionStore;
-use shared::connection::dynamodb::{DynamoConnections, ensure_connections_table};
-use shared::connection::sqlite::SqliteConnections;
-use shared::fanout::FanoutHandler;
-use shared::push::ApiGatewayPusher;
-use shared::store::EventStore;
-use shared::store::dynamodb::{self, DynamoStore};
-use shared::store::sqlite::SqliteStore;
-use shared::stream::{FileDeadLetters, MappingConfig, run_mapping};
-use shared::subscription::SubscriptionHandler;
-use shared::token::TokenKeys;
-use shared::webhook::WebhookHandler;
 
 use crate::client::CliResult;
 use crate::gateway::{self, Faults, Gateway, Limits};
-use crate::{DataDir, apigw, secrets, web};
+use crate::stream::{FileDeadLetters, MappingConfig, run_mapping};
+use crate::{DataDir, secrets, web};
 
 /// Dead-letter file of the local stream mapping, in the data dir.
 pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
-
-/// API Gateway HTTP APIs refuse bodies over 10 MB before any Lambda sees them.
-const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -57,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 7200)]
     ws_max_lifetime: u64,
     /// Posts in flight at once per fan-out batch.
-    #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = shared::fanout::DEFAULT_CONCURRENCY)]
+    #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = relay_core::handlers::fanout::DEFAULT_CONCURRENCY)]
     fanout_concurrency: usize,
     /// Attempts per stream record before it goes to the dead letters.
     #[arg(long, default_value_t = 5)]
@@ -70,13 +68,8 @@ pub struct ServeArgs {
     poison_bot: Option<String>,
 }
 
-struct AppState {
-    webhook: Arc<WebhookHandler>,
-    api: ApiHandler,
-}
-
 pub async fn run(args: ServeArgs) -> CliResult {
-    shared::telemetry::init();
+    relay_core::telemetry::init();
     let mut config = Config::from_env()?;
     if let Some(t) = args.events_table {
         config.events_table = t;
@@ -97,9 +90,9 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let stream: StreamChoice;
     match &args.dynamodb_endpoint {
         Some(endpoint) => {
-            let sdk = dynamodb::sdk_config(Some(endpoint)).await;
+            let sdk = relay_dynamodb::sdk_config(Some(endpoint)).await;
             let client = aws_sdk_dynamodb::Client::new(&sdk);
-            dynamodb::ensure_events_table(&client, &config.events_table).await?;
+            ensure_events_table(&client, &config.events_table).await?;
             ensure_connections_table(&client, &config.connections_table).await?;
             events = Arc::new(DynamoStore::new(
                 client.clone(),
@@ -174,15 +167,15 @@ pub async fn run(args: ServeArgs) -> CliResult {
     if config.public_base_url.is_none() {
         config.public_base_url = Some(format!("http://{addr}"));
     }
-    let state = Arc::new(AppState {
-        api: ApiHandler::new(
-            tokens,
-            events,
-            config.cors_allow_origins.clone(),
-            config.control(),
-        ),
-        webhook,
-    });
+    let control = Control {
+        meetingbaas: Arc::new(MeetingBaasClient::new(
+            &config.meetingbaas_api_url,
+            config.auth.api_keys.as_deref(),
+            config.meetingbaas_timeout,
+        )),
+        public_base_url: config.public_base_url.clone(),
+    };
+    let api = Arc::new(ApiHandler::new(tokens, events, control));
     let dev_routes = Router::new()
         .route("/api/dev/info", get(web::info))
         .route("/api/dev/token", post(web::token))
@@ -194,21 +187,17 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .get(gateway::get_connection)
         .delete(gateway::delete_connection)
         .with_state(gw.clone());
-    let app = Router::new()
-        .route("/api/meeting-bot/webhook", post(webhook_route))
-        .route("/api/meeting-bot/start", post(api).options(api))
-        .route("/api/meeting-bot/configure-webhook", post(api).options(api))
-        .route("/api/meeting-bot/{bot}/stop", post(api).options(api))
-        .route("/api/meeting-bot/{bot}/status", get(api).options(api))
-        .route("/api/meeting-bot/{bot}/events", get(api).options(api))
-        .route("/api/meeting-bot/{bot}/events/{id}", get(api).options(api))
-        .fallback(not_found)
-        .with_state(state)
+    let app = relay_http::webhook_router(webhook)
+        .merge(relay_http::api_router(api, &config.cors_allow_origins))
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
         .merge(dev_routes)
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
         .route("/@connections/{id}", management.clone())
-        .route("/%40connections/{id}", management);
+        .route("/%40connections/{id}", management)
+        .fallback(not_found)
+        .method_not_allowed_fallback(relay_http::method_not_allowed)
+        // API Gateway gives every request an id; so does this host, for the log lines.
+        .layer(axum::middleware::map_request(with_request_id));
 
     tracing::info!(addr = %addr, store = source_name, "listening");
     axum::serve(
@@ -289,11 +278,11 @@ async fn spawn_stream(
     match choice {
         StreamChoice::Sqlite(store) => {
             let source =
-                shared::stream::sqlite::SqliteFeed::latest(store, Duration::from_secs(1)).await?;
+                crate::stream::sqlite::SqliteFeed::latest(store, Duration::from_secs(1)).await?;
             tokio::spawn(async move { run_mapping(source, fanout.as_ref(), &dead, mapping).await });
         }
         StreamChoice::Dynamo(sdk, table) => {
-            let source = shared::stream::dynamodb::DynamoStreams::latest(
+            let source = crate::stream::dynamodb::DynamoStreams::latest(
                 &sdk,
                 &table,
                 Duration::from_millis(100),
@@ -305,44 +294,10 @@ async fn spawn_stream(
     Ok(())
 }
 
-async fn api(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let route = format!("{method} {}", uri.path());
-    let req = apigw::http_event(&route, method, &uri, headers, body, Some(peer), &[]);
-    apigw::into_response(state.api.handle(req).await)
-}
-
-async fn webhook_route(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_BODY_LIMIT).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(json!({"error": "payload too large"})),
-        )
-            .into_response();
-    };
-    let req = apigw::http_event(
-        "POST /api/meeting-bot/webhook",
-        method,
-        &uri,
-        headers,
-        bytes,
-        Some(peer),
-        &[],
-    );
-    apigw::into_response(state.webhook.handle(req).await)
+async fn with_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let id: u128 = rand::random();
+    req.extensions_mut().insert(RequestId(format!("{id:032x}")));
+    req
 }
 
 /// The demo page and client module, else a JSON 404.

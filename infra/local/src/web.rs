@@ -8,13 +8,11 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use relay_core::domain::token::{Claims, Scope, TokenKeys};
+use relay_core::handlers::webhook::WebhookHandler;
 use serde::Deserialize;
 use serde_json::json;
-use shared::token::{Claims, Scope, TokenKeys};
-use shared::webhook::WebhookHandler;
-
-use crate::apigw;
 
 const FILES: &[(&str, &str, &str)] = &[
     (
@@ -133,7 +131,7 @@ pub async fn token(
         Ok(d) => d,
         Err(why) => return refuse(why),
     };
-    if shared::BotId::parse(&req.bot_id).is_err() && req.bot_id != "*" {
+    if relay_core::BotId::parse(&req.bot_id).is_err() && req.bot_id != "*" {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": "invalid bot id"})),
@@ -180,15 +178,17 @@ pub async fn test_event(
     if let Ok(v) = HeaderValue::from_str(&dev.api_key) {
         headers.insert("x-meeting-baas-api-key", v);
     }
-    let uri = Uri::from_static("/api/meeting-bot/webhook");
-    let event = apigw::http_event(
-        "POST /api/meeting-bot/webhook",
-        Method::POST,
-        &uri,
-        headers,
-        body.to_string().into(),
-        Some(peer),
-        &[],
-    );
-    apigw::into_response(state.webhook.handle(event).await)
+    let reply = state
+        .webhook
+        .handle(&headers, body.to_string().as_bytes(), "dev-test-event")
+        .await;
+    (
+        reply.status,
+        [(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        reply.body,
+    )
+        .into_response()
 }

@@ -1,0 +1,116 @@
+//! API Gateway adapters. Outbound: the pusher, API Gateway's management API
+//! (`postToConnection`), which `relay serve` also serves itself. Inbound: the WebSocket route
+//! events of the connections function, turned into the core's [`WsRequest`] ([`websocket`]).
+
+use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::primitives::Blob;
+use relay_core::ports::connections::ConnectionId;
+use relay_core::ports::push::{PushError, Pusher};
+
+pub mod websocket;
+
+pub use relay_core::handlers::subscription::WsRequest;
+
+pub struct ApiGatewayPusher {
+    client: aws_sdk_apigatewaymanagement::Client,
+}
+
+impl ApiGatewayPusher {
+    pub fn new(client: aws_sdk_apigatewaymanagement::Client) -> Self {
+        Self { client }
+    }
+
+    /// A management API client for `endpoint` (`WEBSOCKET_ENDPOINT`: the stage's https URL on
+    /// AWS, `http://127.0.0.1:8000` locally), with bounded timeouts. `local`: the local host,
+    /// which needs no real credentials.
+    pub async fn for_endpoint(endpoint: &str, local: bool) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .operation_attempt_timeout(std::time::Duration::from_secs(3))
+            .operation_timeout(std::time::Duration::from_secs(8))
+            .build();
+        if local {
+            return Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+                local_config(endpoint, timeouts).await,
+            ));
+        }
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        let mut builder =
+            aws_sdk_apigatewaymanagement::config::Builder::from(&shared).endpoint_url(endpoint);
+        if shared.region().is_none() {
+            builder = builder.region(aws_sdk_apigatewaymanagement::config::Region::new(
+                "us-east-1",
+            ));
+        }
+        Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+            builder.build(),
+        ))
+    }
+}
+
+/// The client of the local host's management API (`relay serve`): the same client, operation,
+/// retries, timeouts and HTTP as on AWS, minus what only AWS needs. The local host does not
+/// check signatures (it answers loopback peers only), so the client has no credentials and
+/// signs nothing: with no identity for SigV4, the SDK's own no-auth scheme (`allow_no_auth`)
+/// is the one chosen, which saves the signature's hashing and HMACs on every post. Stalled
+/// stream protection (a throughput monitor around every request and response body, for slow
+/// networks) is off: the bodies are a few hundred bytes over loopback.
+async fn local_config(
+    endpoint: &str,
+    timeouts: aws_config::timeout::TimeoutConfig,
+) -> aws_sdk_apigatewaymanagement::Config {
+    use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
+    use aws_sdk_apigatewaymanagement::config::{
+        BehaviorVersion, Region, StalledStreamProtectionConfig,
+    };
+    // `AWS_REGION`/`AWS_DEFAULT_REGION`, else us-east-1: never the instance metadata service,
+    // which a laptop does not have.
+    let region = aws_config::meta::region::RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(Region::from_static("us-east-1"))
+    .region()
+    .await
+    .unwrap_or_else(|| Region::from_static("us-east-1"));
+    aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        // What the AWS client gets from aws-config's defaults: standard mode, 3 attempts.
+        .retry_config(RetryConfig::standard())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .allow_no_auth()
+        .build()
+}
+
+#[async_trait]
+impl Pusher for ApiGatewayPusher {
+    async fn send(&self, connection: &ConnectionId, message: &str) -> Result<(), PushError> {
+        let result = self
+            .client
+            .post_to_connection()
+            .connection_id(connection.as_str())
+            .data(Blob::new(message.as_bytes()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let service = e.as_service_error();
+                if service.is_some_and(|s| s.is_gone_exception()) {
+                    return Err(PushError::Gone);
+                }
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 410) {
+                    return Err(PushError::Gone);
+                }
+                Err(PushError::Failed(
+                    aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e).to_string(),
+                ))
+            }
+        }
+    }
+}

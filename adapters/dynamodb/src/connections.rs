@@ -1,0 +1,719 @@
+//! DynamoDB adapter of the connection store: one table (`CONNECTIONS_TABLE`), string keys
+//! `pk`/`sk`, TTL on `expires_at`. Layout and access patterns: `docs/connections.md`.
+//!
+//! | item                 | `pk`        | `sk`        |
+//! |----------------------|-------------|-------------|
+//! | connection           | `CONN#<id>` | `META`      |
+//! | subscription         | `BOT#<bot>` | `CONN#<id>` |
+//! | its mirror           | `CONN#<id>` | `SUB#<bot>` |
+//!
+//! A bot's subscribers are one Query on `BOT#<bot>`; a connection's subscriptions (for
+//! `remove`) one Query on `CONN#<id>`. Nothing ever Scans: a Scan reads the whole table and
+//! would make every fan-out cost as much as all connections together.
+//!
+//! Every item carries its connection's `expires_at`. DynamoDB's TTL deletes expired items only
+//! eventually (often within minutes, sometimes days), so reads skip items already expired.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
+    KeySchemaElement, KeyType, Put, ScalarAttributeType, TableDescription, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, WriteRequest,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use relay_core::domain::bot_id::BotId;
+use relay_core::domain::token::Scope;
+use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore};
+use relay_core::ports::store::StoreError;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The attribute DynamoDB's TTL reads (unix seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+const META: &str = "META";
+const CONN: &str = "CONN#";
+const SUB: &str = "SUB#";
+/// Most requests DynamoDB takes in one BatchWriteItem.
+const BATCH: usize = 25;
+/// Tries at a transaction that lost a race with another one on the same items
+/// (`TransactionConflict`), and at re-sending a batch's unprocessed items. The SDK already
+/// retries throttling and transient errors itself; these two it leaves to the caller.
+const ATTEMPTS: u32 = 6;
+/// How long [`ensure_connections_table`] waits for a new table to become ACTIVE.
+const TABLE_WAIT: Duration = Duration::from_secs(120);
+
+/// The DynamoDB connection store. Cheap to clone: the SDK client inside is shared.
+#[derive(Clone)]
+pub struct DynamoConnections {
+    client: Client,
+    table: String,
+    page_limit: Option<i32>,
+}
+
+impl DynamoConnections {
+    /// A store on an existing table (see [`ensure_connections_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            page_limit: None,
+        }
+    }
+
+    /// Caps the items one Query page evaluates. Production leaves it unset (1 MB pages hold
+    /// thousands of keys); tests set it small to exercise pagination.
+    pub fn with_page_limit(mut self, limit: i32) -> Self {
+        self.page_limit = Some(limit);
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The sort keys of the items under `pk` whose sort key starts with `prefix`, every page
+    /// of them. Projects only `sk`; with `live_only`, DynamoDB drops expired items before
+    /// answering (the filter still reads them, but they never cross the network).
+    async fn query_keys(
+        &self,
+        pk: String,
+        prefix: &str,
+        live_only: bool,
+        op: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                // A subscription written just before must be seen by the next fan-out.
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .projection_expression("sk")
+                .set_limit(self.page_limit)
+                .set_exclusive_start_key(start.take());
+            if live_only {
+                query = query
+                    .filter_expression("expires_at > :now")
+                    .expression_attribute_values(":now", n(now()));
+            }
+            let page = query
+                .send()
+                .await
+                .map_err(|e| unavailable(&self.table, op, &e))?;
+            for item in page.items.unwrap_or_default() {
+                keys.push(get_s(&item, "sk")?.to_owned());
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    /// Runs one transaction; `Ok(false)` if a condition in it failed. Retries it when it
+    /// only collided with a concurrent transaction on the same items.
+    async fn transact(&self, items: Vec<TransactWriteItem>, op: &str) -> Result<bool, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(true),
+                Err(err) => err,
+            };
+            if let SdkError::ServiceError(service) = &err
+                && let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+                    service.err()
+            {
+                let codes: Vec<&str> = cancelled
+                    .cancellation_reasons()
+                    .iter()
+                    .filter_map(|r| r.code())
+                    .collect();
+                if codes.contains(&"ConditionalCheckFailed") {
+                    return Ok(false);
+                }
+                if codes.contains(&"TransactionConflict") && attempt < ATTEMPTS {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                return Err(StoreError::Unavailable(format!(
+                    "dynamodb {op} on {}: transaction cancelled ({})",
+                    self.table,
+                    codes.join(", ")
+                )));
+            }
+            return Err(unavailable(&self.table, op, &err));
+        }
+    }
+
+    /// Deletes `requests` in batches, re-sending what DynamoDB left unprocessed (it does so
+    /// under load instead of failing) until all is done or the attempts run out.
+    async fn batch_delete(&self, requests: Vec<WriteRequest>, op: &str) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(&self.table, op, &e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut left| left.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt >= ATTEMPTS {
+                    return Err(StoreError::Unavailable(format!(
+                        "dynamodb {op} on {}: {} deletes still unprocessed after {ATTEMPTS} tries",
+                        self.table,
+                        pending.len()
+                    )));
+                }
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoConnections {
+    /// Inserts or replaces the record; subscriptions already written keep their expiry.
+    async fn put(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut item = key(conn_pk(&c.id), META.to_owned());
+        item.insert("id".into(), s(c.id.as_str()));
+        item.insert("sub".into(), s(&c.sub));
+        item.insert(
+            "bots".into(),
+            AttributeValue::L(c.bots.iter().map(s).collect()),
+        );
+        item.insert("scope".into(), s(scope_str(c.scope)));
+        item.insert("token_exp".into(), n(c.token_exp));
+        item.insert(
+            "connected_at".into(),
+            s(c.connected_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+        );
+        item.insert(TTL_ATTRIBUTE.into(), n(c.expires_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable(&self.table, "PutItem (connection)", &e))?;
+        Ok(())
+    }
+
+    /// A strongly consistent read: `$connect` and the first subscribe follow each other
+    /// closely. An expired record reads as absent.
+    async fn get(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable(&self.table, "GetItem (connection)", &e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let connection = decode_connection(id, &item)?;
+        Ok((connection.expires_at > now()).then_some(connection))
+    }
+
+    /// Deletes the record first, then finds the subscriptions through their mirrors and
+    /// deletes both halves. Record first: a concurrent `subscribe` then either committed
+    /// before (and its mirror is found here) or fails its condition on the record; no
+    /// subscription outlives the connection. A failure part-way is safe to retry.
+    async fn remove(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(id)))
+            .send()
+            .await
+            .map_err(|e| unavailable(&self.table, "DeleteItem (connection)", &e))?;
+        let mirrors = self
+            .query_keys(
+                conn_pk(id),
+                SUB,
+                false,
+                "Query (subscriptions of a connection)",
+            )
+            .await?;
+        let mut requests = Vec::with_capacity(2 * mirrors.len());
+        for sk in mirrors {
+            // Raw, not parsed: a removal must clear whatever is stored.
+            let bot = sk.strip_prefix(SUB).unwrap_or(&sk).to_owned();
+            requests.push(delete_request(key(format!("BOT#{bot}"), conn_pk(id)))?);
+            requests.push(delete_request(key(conn_pk(id), sk))?);
+        }
+        self.batch_delete(requests, "BatchWriteItem (remove subscriptions)")
+            .await
+    }
+
+    /// Reads the connection's expiry (strongly consistent), then writes the subscription and
+    /// its mirror in one transaction that also checks the record still exists. A connection
+    /// that is not stored (already removed, or expired) gets no subscription and this returns
+    /// `Ok`: there is no one to deliver to, the port has no "not found" error, and writing
+    /// anyway would leave a subscription that fan-out keeps hitting until its TTL.
+    async fn subscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(id)))
+            .consistent_read(true)
+            .projection_expression(TTL_ATTRIBUTE)
+            .send()
+            .await
+            .map_err(|e| unavailable(&self.table, "GetItem (subscribe)", &e))?;
+        let expires_at: i64 = match out.item {
+            Some(item) => get_n(&item, TTL_ATTRIBUTE)?,
+            None => {
+                skipped(id, bot, "not stored");
+                return Ok(());
+            }
+        };
+        if expires_at <= now() {
+            skipped(id, bot, "expired");
+            return Ok(());
+        }
+        let op = "TransactWriteItems (subscribe)";
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(id)))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| build_error(op, &e))?;
+        let mut items = vec![TransactWriteItem::builder().condition_check(check).build()];
+        for mut item in [
+            key(bot_pk(bot), conn_pk(id)),
+            key(conn_pk(id), format!("{SUB}{bot}")),
+        ] {
+            item.insert(TTL_ATTRIBUTE.into(), n(expires_at));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| build_error(op, &e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if !self.transact(items, op).await? {
+            skipped(id, bot, "removed meanwhile");
+        }
+        Ok(())
+    }
+
+    /// Both halves in one transaction, so a subscription never stays half-deleted.
+    async fn unsubscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
+        let op = "TransactWriteItems (unsubscribe)";
+        let mut items = Vec::with_capacity(2);
+        for key in [
+            key(bot_pk(bot), conn_pk(id)),
+            key(conn_pk(id), format!("{SUB}{bot}")),
+        ] {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| build_error(op, &e))?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.transact(items, op).await?;
+        Ok(())
+    }
+
+    /// One Query on `BOT#<bot>`, every page, keys only, expired items filtered out.
+    async fn subscribers(&self, bot: &BotId) -> Result<Vec<ConnectionId>, StoreError> {
+        let keys = self
+            .query_keys(bot_pk(bot), CONN, true, "Query (subscribers)")
+            .await?;
+        keys.iter()
+            .map(|sk| {
+                sk.strip_prefix(CONN)
+                    .and_then(ConnectionId::parse)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "subscription of bot {bot} has an undecodable key {sk:?}"
+                        ))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Creates the connections table if it does not exist (on-demand capacity, keys `pk`/`sk`),
+/// waits until it is ACTIVE, checks its keys, and turns TTL on `expires_at` on. Idempotent;
+/// safe to run from several processes at once.
+pub async fn ensure_connections_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let existing = describe_table(client, table).await?;
+    if existing.is_none() {
+        create_table(client, table).await?;
+    }
+    let desc = wait_active(client, table).await?;
+    check_keys(table, &desc)?;
+    ensure_ttl(client, table).await
+}
+
+async fn describe_table(
+    client: &Client,
+    table: &str,
+) -> Result<Option<TableDescription>, StoreError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(out.table),
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), DescribeTableError::ResourceNotFoundException(_)) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(unavailable(table, "DescribeTable", &e)),
+    }
+}
+
+async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let op = "CreateTable";
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, key_type) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| build_error(op, &e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(key_type)
+                    .build()
+                    .map_err(|e| build_error(op, &e))?,
+            );
+    }
+    match request.send().await {
+        Ok(_) => Ok(()),
+        // Another process created it between our describe and create: fine.
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), CreateTableError::ResourceInUseException(_)) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(unavailable(table, op, &e)),
+    }
+}
+
+async fn wait_active(client: &Client, table: &str) -> Result<TableDescription, StoreError> {
+    let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+    loop {
+        let desc = describe_table(client, table).await?;
+        match desc.as_ref().and_then(|d| d.table_status()) {
+            Some(TableStatus::Active) => {
+                if let Some(desc) = desc {
+                    return Ok(desc);
+                }
+            }
+            // Being created (or not yet visible after creation): keep waiting.
+            Some(TableStatus::Creating | TableStatus::Updating) | None => {}
+            Some(other) => {
+                return Err(StoreError::Unavailable(format!(
+                    "dynamodb table {table} is {}, not ACTIVE",
+                    other.as_str()
+                )));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "dynamodb table {table} did not become ACTIVE within {}s",
+                TABLE_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A table with other keys would make every request fail with a validation error; say so
+/// once, at startup.
+fn check_keys(table: &str, desc: &TableDescription) -> Result<(), StoreError> {
+    let has = |name: &str, key_type: KeyType| {
+        desc.key_schema()
+            .iter()
+            .any(|k| k.attribute_name() == name && k.key_type() == &key_type)
+    };
+    if desc.key_schema().len() == 2 && has("pk", KeyType::Hash) && has("sk", KeyType::Range) {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "dynamodb table {table} exists but its keys are not pk (HASH) / sk (RANGE)"
+        )))
+    }
+}
+
+async fn ensure_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
+    let (status, attribute) = describe_ttl(client, table).await?;
+    match status {
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            if attribute.as_deref() == Some(TTL_ATTRIBUTE) =>
+        {
+            return Ok(());
+        }
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
+            return Err(StoreError::Unavailable(format!(
+                "dynamodb table {table} has TTL on {attribute:?}, not {TTL_ATTRIBUTE}"
+            )));
+        }
+        _ => {}
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(TTL_ATTRIBUTE)
+        .build()
+        .map_err(|e| build_error("UpdateTimeToLive", &e))?;
+    let updated = client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await;
+    if let Err(e) = updated {
+        // Another process may have enabled it meanwhile ("TTL is already enabled").
+        let (status, attribute) = describe_ttl(client, table).await?;
+        let on = matches!(
+            status,
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && attribute.as_deref() == Some(TTL_ATTRIBUTE);
+        if !on {
+            return Err(unavailable(table, "UpdateTimeToLive", &e));
+        }
+    }
+    Ok(())
+}
+
+async fn describe_ttl(
+    client: &Client,
+    table: &str,
+) -> Result<(Option<TimeToLiveStatus>, Option<String>), StoreError> {
+    let out = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| unavailable(table, "DescribeTimeToLive", &e))?;
+    let desc = out.time_to_live_description;
+    Ok((
+        desc.as_ref().and_then(|d| d.time_to_live_status().cloned()),
+        desc.and_then(|d| d.attribute_name),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items
+
+fn decode_connection(id: &ConnectionId, item: &Item) -> Result<Connection, StoreError> {
+    let bad = |what: &str| StoreError::Corrupt(format!("connection {id}: {what} does not decode"));
+    let stored_id = get_s(item, "id")?;
+    if stored_id != id.as_str() {
+        return Err(StoreError::Corrupt(format!(
+            "connection stored under {id} is {stored_id:?}"
+        )));
+    }
+    let bots = match item.get("bots") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| v.as_s().cloned().map_err(|_| bad("bots")))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad("bots")),
+    };
+    let connected_at = get_s(item, "connected_at")?;
+    Ok(Connection {
+        id: id.clone(),
+        sub: get_s(item, "sub")?.to_owned(),
+        bots,
+        scope: parse_scope(get_s(item, "scope")?).ok_or_else(|| bad("scope"))?,
+        token_exp: get_n(item, "token_exp")?,
+        connected_at: DateTime::parse_from_rfc3339(connected_at)
+            .map_err(|_| bad("connected_at"))?
+            .with_timezone(&Utc),
+        expires_at: get_n(item, TTL_ATTRIBUTE)?,
+    })
+}
+
+fn scope_str(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Read => "read",
+        Scope::Control => "control",
+    }
+}
+
+fn parse_scope(raw: &str) -> Option<Scope> {
+    match raw {
+        "read" => Some(Scope::Read),
+        "control" => Some(Scope::Control),
+        _ => None,
+    }
+}
+
+fn conn_pk(id: &ConnectionId) -> String {
+    format!("{CONN}{id}")
+}
+
+fn bot_pk(bot: &BotId) -> String {
+    format!("BOT#{bot}")
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn meta_key(id: &ConnectionId) -> Item {
+    key(conn_pk(id), META.to_owned())
+}
+
+fn delete_request(key: Item) -> Result<WriteRequest, StoreError> {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key))
+        .build()
+        .map_err(|e| build_error("BatchWriteItem", &e))?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!(
+            "connections item lacks string attribute {name}"
+        ))),
+    }
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
+            StoreError::Corrupt(format!(
+                "connections item attribute {name} = {v:?} is not an integer"
+            ))
+        }),
+        _ => Err(StoreError::Corrupt(format!(
+            "connections item lacks number attribute {name}"
+        ))),
+    }
+}
+
+fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+/// Logs a subscribe that wrote nothing.
+fn skipped(id: &ConnectionId, bot: &BotId, why: &str) {
+    tracing::debug!(connection = %id, bot = %bot, why, "subscribe skipped: connection {why}");
+}
+
+/// Exponential with full jitter, 25 ms doubling up to 1 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1000);
+    Duration::from_millis(rand::random_range(cap / 2..=cap))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Every SDK failure means "try again later" to the caller. The message names the operation
+/// and the error code, never the SDK's full text: some service messages quote the signed
+/// request, credentials included.
+fn unavailable<E>(table: &str, op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata,
+{
+    let why = match err {
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(f) if f.is_timeout() => "timed out".to_owned(),
+        SdkError::DispatchFailure(f) if f.is_io() => "endpoint unreachable".to_owned(),
+        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
+        SdkError::ConstructionFailure(_) => {
+            "request could not be built (region or credentials?)".to_owned()
+        }
+        SdkError::ResponseError(_) => "response could not be read".to_owned(),
+        SdkError::ServiceError(e) => match err.code() {
+            Some(code) => code.to_owned(),
+            // An answer without an error code (a 5xx from a proxy or an emulator).
+            None => format!("HTTP {}", e.raw().status().as_u16()),
+        },
+        _ => "unknown SDK error".to_owned(),
+    };
+    StoreError::Unavailable(format!("dynamodb {op} on {table}: {why}"))
+}
+
+fn build_error(op: &str, e: &BuildError) -> StoreError {
+    StoreError::Unavailable(format!("dynamodb {op}: request could not be built: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_the_three_item_types() {
+        let id = ConnectionId::parse("L0SM9cOFvHcCIhw=").unwrap();
+        let bot = BotId::parse("bot-1").unwrap();
+        assert_eq!(meta_key(&id)["pk"], s("CONN#L0SM9cOFvHcCIhw="));
+        assert_eq!(meta_key(&id)["sk"], s("META"));
+        assert_eq!(bot_pk(&bot), "BOT#bot-1");
+        assert_eq!(conn_pk(&id), "CONN#L0SM9cOFvHcCIhw=");
+    }
+
+    #[test]
+    fn scope_round_trips_as_in_tokens() {
+        for scope in [Scope::Read, Scope::Control] {
+            let json = serde_json::to_string(&scope).unwrap();
+            assert_eq!(json, format!("\"{}\"", scope_str(scope)));
+            assert_eq!(parse_scope(scope_str(scope)), Some(scope));
+        }
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 0..40 {
+            assert!(backoff(attempt) <= Duration::from_secs(1));
+        }
+    }
+}

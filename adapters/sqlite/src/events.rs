@@ -1,0 +1,911 @@
+//! SQLite adapter of the event store: one embedded file, the default store of `relay serve`.
+//!
+//! Writes go through a single writer thread that owns the only read-write connection and
+//! commits in groups: each `append` is queued with a oneshot reply, the writer takes whatever
+//! is queued (up to `MAX_BATCH`), applies every request in its own SAVEPOINT inside one
+//! transaction and commits once. With `synchronous=FULL` one commit is one fsync, so the cost
+//! of durability is shared by the whole batch instead of paid per webhook. Replies go out only
+//! after that commit, because the host answers 2xx as soon as `append` returns.
+//!
+//! A single writer also keeps the change feed simple: `events.id` is assigned and committed
+//! strictly in order, so a reader never sees position N+1 while N is still uncommitted.
+//!
+//! Reads use a small pool of read-only connections on the blocking pool; in WAL mode they see
+//! the last committed state and never wait behind the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use relay_core::domain::bot_id::BotId;
+use relay_core::domain::event::{EventId, EventKind, Family, NewEvent, StoredEvent};
+use relay_core::domain::session::{Session, Status};
+use relay_core::ports::store::{Appended, EventPage, EventStore, MAX_PAGE, Retention, StoreError};
+
+/// Most requests one commit carries; bounds how long the first request of a batch waits.
+const MAX_BATCH: usize = 256;
+/// A batch stops growing past this many body bytes, so a burst of multi-megabyte
+/// transcripts does not make one transaction (and everyone's reply) arbitrarily slow.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Queue depth in front of the writer; when full, `append` waits (backpressure) instead of
+/// buffering without bound.
+const QUEUE: usize = 4 * MAX_BATCH;
+/// Read connections kept open, and the most reads running at once.
+const READERS: usize = 4;
+/// How long a connection waits for a lock held by another connection or process.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rows one purge step deletes; purges run between append batches in steps this small so
+/// they never hold the writer (and the appends queued behind it) for long.
+const PURGE_STEP: u32 = 1000;
+/// Bumped when the schema changes; a file from a newer build is refused rather than misread.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r"
+CREATE TABLE IF NOT EXISTS events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot_id       TEXT    NOT NULL,
+    seq          INTEGER NOT NULL,
+    event_id     TEXT    NOT NULL,
+    idem_key     TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    source_event TEXT    NOT NULL,
+    family       TEXT    NOT NULL,
+    status_code  TEXT,
+    occurred_at  TEXT,
+    received_at  TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    body         TEXT    NOT NULL,
+    UNIQUE (bot_id, seq),
+    UNIQUE (bot_id, event_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+    bot_id     TEXT    PRIMARY KEY NOT NULL,
+    seq        INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc        TEXT    NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+";
+
+/// Column list shared by every event read; `body` last so lookups that stop early never
+/// touch its overflow pages.
+const EVENT_COLUMNS: &str = "id, bot_id, event_id, seq, idem_key, kind, source_event, family, \
+     status_code, occurred_at, received_at, status, expires_at, body";
+
+/// The SQLite event store. Cheap to share behind an `Arc`; dropping it stops the writer
+/// after the requests already queued.
+pub struct SqliteStore {
+    /// `None` only while dropping, so the writer sees the channel close.
+    queue: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<ReadPool>,
+    /// Bumped by the writer after each commit: the change feed waits on it instead of polling.
+    commits: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating the parent directories, the file and the schema if needed) and starts
+    /// the writer thread. Blocking file I/O: call it at startup, not on a hot async path.
+    pub fn open(path: &Path, retention: Retention) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let conn = open_writer(path)?;
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let (committed, commits) = watch::channel(0u64);
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run_writer(conn, rx, retention, committed))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok(SqliteStore {
+            queue: Some(queue),
+            writer: Some(writer),
+            readers: Arc::new(ReadPool::new(path)),
+            commits,
+        })
+    }
+
+    /// Changes after each commit of this store's writer (a count of commits): a change-feed
+    /// reader marks it seen, reads, and when there was nothing waits for the next change.
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
+    /// Events of every bot with change-feed position `> after`, in commit order, at most
+    /// `limit` (clamped to 1..=[`MAX_PAGE`]). Positions are increasing but not dense:
+    /// purged rows leave holes, so resume from the last position seen, never count.
+    pub async fn events_since_position(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, StoredEvent)>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query((after, limit))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let position: i64 = row.get(0)?;
+                out.push((position, read_event(row)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes events whose `expires_at` is at or before `now_unix`, then the sessions that
+    /// have been idle for the whole retention and have no events left. Returns the number of
+    /// events deleted. Runs on the writer in small steps interleaved with appends.
+    pub async fn purge_expired(&self, now_unix: i64) -> Result<u64, StoreError> {
+        let mut events = 0;
+        for target in [PurgeTarget::Events, PurgeTarget::Sessions] {
+            loop {
+                let job = Purge {
+                    target,
+                    now: now_unix,
+                    limit: PURGE_STEP,
+                };
+                let n = self.submit(|reply| Command::Purge { job, reply }).await?;
+                if target == PurgeTarget::Events {
+                    events += n;
+                }
+                if n < u64::from(PURGE_STEP) {
+                    break;
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    async fn submit<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let queue = self.queue.as_ref().ok_or_else(writer_gone)?;
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(command(reply))
+            .await
+            .map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.readers.read(f).await
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Idle readers first, so the writer's connection is the last one and its close
+        // checkpoints the WAL into the main file.
+        self.readers.close_idle();
+        // Closing the queue lets the writer finish what is queued and exit; joining it means
+        // the file is closed once the store is gone, so it can be reopened at once.
+        self.queue.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    /// A caller that stops waiting once the request is queued does not cancel it: the event
+    /// is still stored, and a retry of the delivery is then answered as a duplicate.
+    async fn append(&self, event: NewEvent) -> Result<Appended, StoreError> {
+        self.submit(|reply| Command::Append { event, reply }).await
+    }
+
+    async fn session(&self, bot: &BotId) -> Result<Option<Session>, StoreError> {
+        let bot = bot.clone();
+        self.read(move |conn| load_session(conn, &bot)).await
+    }
+
+    async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError> {
+        let bot = bot.clone();
+        self.submit(|reply| Command::EnsureSession { bot, now, reply })
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        bot: &BotId,
+        after: u64,
+        limit: u32,
+    ) -> Result<EventPage, StoreError> {
+        let bot = bot.clone();
+        let limit = limit.clamp(1, MAX_PAGE);
+        // Past i64::MAX nothing can exist; clamping keeps the query well-formed.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE bot_id = ?1 AND seq > ?2 \
+                 ORDER BY seq LIMIT ?3"
+            ))?;
+            // One extra row tells whether another page exists without a COUNT.
+            let mut rows = stmt.query((bot.as_str(), after, limit + 1))?;
+            let mut events = Vec::new();
+            while let Some(row) = rows.next()? {
+                events.push(read_event(row)?);
+            }
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            Ok(EventPage { events, more })
+        })
+        .await
+    }
+
+    async fn event(
+        &self,
+        bot: &BotId,
+        event_id: &EventId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let (bot, event_id) = (bot.clone(), event_id.clone());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE bot_id = ?1 AND event_id = ?2"
+            ))?;
+            let mut rows = stmt.query((bot.as_str(), event_id.as_str()))?;
+            match rows.next()? {
+                Some(row) => Ok(Some(read_event(row)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Internal error, so `?` works on rusqlite results without a crate-wide `From` impl.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    Unavailable(String),
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for Fault {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::Error as E;
+        match &e {
+            // A value that does not decode as the schema says: retrying will not help.
+            E::FromSqlConversionFailure(..)
+            | E::IntegralValueOutOfRange(..)
+            | E::InvalidColumnType(..)
+            | E::Utf8Error(..) => Fault::Corrupt(e.to_string()),
+            // A damaged file, or (on the writer) a seq clash: the session no longer matches
+            // the events stored for its bot.
+            E::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    ErrorCode::DatabaseCorrupt
+                        | ErrorCode::NotADatabase
+                        | ErrorCode::ConstraintViolation
+                ) =>
+            {
+                Fault::Corrupt(e.to_string())
+            }
+            // Busy, locked, I/O, full disk, ...: the sender should retry later.
+            _ => Fault::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<Fault> for StoreError {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Unavailable(m) => StoreError::Unavailable(m),
+            Fault::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the SQLite writer has stopped".into())
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Debug) -> Fault {
+    Fault::Corrupt(format!("stored {what} {value:?} does not decode"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(Fault::from)?;
+    configure_writer(&conn).map_err(StoreError::from)?;
+    Ok(conn)
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), Fault> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers run alongside the writer and makes a commit one sequential append.
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Fault::Unavailable(format!(
+            "SQLite refused WAL mode (got {mode:?}); the store needs it"
+        )));
+    }
+    // FULL: the WAL is fsynced at every commit, so `append` returns only after a durable
+    // write (NORMAL could lose the last commits on power loss).
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Keeps the WAL from staying at its high-water mark after a burst of large bodies.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "cache_size", -16 * 1024)?;
+    conn.set_prepared_statement_cache_capacity(32);
+
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Fault::Unavailable(format!(
+            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .inspect_err(|_| {
+        let _ = conn.execute_batch("ROLLBACK");
+    })?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, Fault> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+pub(crate) struct ReadPool {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// At most [`READERS`] reads at once, so at most that many connections exist.
+    permits: Arc<Semaphore>,
+}
+
+impl ReadPool {
+    /// A pool of read-only connections to the database at `path`, opened on demand. The
+    /// file must already exist in WAL mode (its writer opens it first).
+    pub(crate) fn new(path: &Path) -> ReadPool {
+        ReadPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::with_capacity(READERS)),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }
+    }
+
+    /// Runs `f` on a pooled read-only connection off the async threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, Fault> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.clone();
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
+        let joined = tokio::task::spawn_blocking(move || {
+            // Held until the read is done even if the caller stops waiting: bounds connections.
+            let _permit = permit;
+            let conn = pool.take()?;
+            let result = f(&conn);
+            // A connection that just failed may be broken; let the next read open a fresh one.
+            if result.is_ok() {
+                pool.give_back(conn);
+            }
+            result
+        })
+        .await;
+        match joined {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(e) => Err(StoreError::Unavailable(format!("read task failed: {e}"))),
+        }
+    }
+
+    /// Closes the idle connections (the owner does this before closing its writer, so the
+    /// writer's close is the last one and checkpoints the WAL).
+    pub(crate) fn close_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    fn take(&self) -> Result<Connection, Fault> {
+        let idle = self
+            .idle
+            .lock()
+            .map_err(|_| Fault::Unavailable("read pool lock poisoned".into()))?
+            .pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_reader(&self.path),
+        }
+    }
+
+    /// Keeps `conn` for the next read; dropping it instead is always safe.
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < READERS
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The writer
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Append {
+        event: NewEvent,
+        reply: Reply<Appended>,
+    },
+    Purge {
+        job: Purge,
+        reply: Reply<u64>,
+    },
+    EnsureSession {
+        bot: BotId,
+        now: DateTime<Utc>,
+        reply: Reply<Session>,
+    },
+}
+
+impl Command {
+    fn weight(&self) -> usize {
+        match self {
+            Command::Append { event, .. } => event.body.len(),
+            Command::Purge { .. } | Command::EnsureSession { .. } => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgeTarget {
+    Events,
+    Sessions,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Purge {
+    target: PurgeTarget,
+    now: i64,
+    limit: u32,
+}
+
+/// A request's result, held until the batch is committed.
+enum Done {
+    Append(Reply<Appended>, Result<Appended, StoreError>),
+    Purge(Reply<u64>, Result<u64, StoreError>),
+    Session(Reply<Session>, Result<Session, StoreError>),
+}
+
+impl Done {
+    fn fail(self, why: &str) -> Done {
+        let err = || StoreError::Unavailable(why.to_owned());
+        match self {
+            Done::Append(reply, _) => Done::Append(reply, Err(err())),
+            Done::Purge(reply, _) => Done::Purge(reply, Err(err())),
+            Done::Session(reply, _) => Done::Session(reply, Err(err())),
+        }
+    }
+
+    fn send(self) {
+        // A caller that stopped waiting no longer needs the answer; the write stands.
+        match self {
+            Done::Append(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Done::Purge(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Done::Session(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn run_writer(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    retention: Retention,
+    committed: watch::Sender<u64>,
+) {
+    // Blocks for the first request, then takes what queued up meanwhile (typically during
+    // the previous fsync): the batch grows with the load, and an idle store commits at once.
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.weight();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += next.weight();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let done = run_batch(&mut conn, batch, retention);
+        // Before the answers: a subscriber told of its event's 200 can count on the feed
+        // having been woken for it.
+        committed.send_modify(|n| *n = n.wrapping_add(1));
+        for done in done {
+            done.send();
+        }
+    }
+}
+
+/// Applies `batch` in one transaction, each request in its own savepoint, and commits once.
+/// Results are handed back for sending only once they are durable; if the transaction cannot
+/// be committed every request fails with `Unavailable`, since none of it happened.
+fn run_batch(conn: &mut Connection, batch: Vec<Command>, retention: Retention) -> Vec<Done> {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let why = format!("cannot begin a transaction: {e}");
+            return batch.into_iter().map(|c| unrun(c, &why)).collect();
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    let mut aborted: Option<String> = None;
+    for command in batch {
+        if let Some(why) = &aborted {
+            done.push(unrun(command, why));
+            continue;
+        }
+        let mut undone = true;
+        done.push(match command {
+            Command::Append { event, reply } => {
+                let r = in_savepoint(&mut tx, &mut undone, |c| append_one(c, event, retention));
+                Done::Append(reply, r.map_err(StoreError::from))
+            }
+            Command::Purge { job, reply } => {
+                let r = in_savepoint(&mut tx, &mut undone, |c| purge_step(c, job));
+                Done::Purge(reply, r.map_err(StoreError::from))
+            }
+            Command::EnsureSession { bot, now, reply } => {
+                let r = in_savepoint(&mut tx, &mut undone, |c| {
+                    ensure_session_one(c, &bot, now, retention)
+                });
+                Done::Session(reply, r.map_err(StoreError::from))
+            }
+        });
+        // Some errors (I/O, full disk) make SQLite roll back the whole transaction, taking
+        // the requests already applied with it; and a failed request whose own changes could
+        // not be undone must not be committed. Either way nothing in this batch may succeed.
+        if tx.is_autocommit() || !undone {
+            aborted = Some("the batch transaction was abandoned".into());
+        }
+    }
+    if let Some(why) = aborted {
+        drop(tx);
+        return done.into_iter().map(|d| d.fail(&why)).collect();
+    }
+    match tx.commit() {
+        Ok(()) => done,
+        Err(e) => {
+            let why = format!("commit failed: {e}");
+            done.into_iter().map(|d| d.fail(&why)).collect()
+        }
+    }
+}
+
+/// Answer for a request the batch never ran.
+fn unrun(command: Command, why: &str) -> Done {
+    let err = StoreError::Unavailable(why.to_owned());
+    match command {
+        Command::Append { reply, .. } => Done::Append(reply, Err(err)),
+        Command::Purge { reply, .. } => Done::Purge(reply, Err(err)),
+        Command::EnsureSession { reply, .. } => Done::Session(reply, Err(err)),
+    }
+}
+
+/// Runs `f` in a savepoint so that, on error, only its own changes are undone and one bad
+/// request does not sink the rest of the batch. `undone` turns false if that undo failed.
+fn in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    undone: &mut bool,
+    f: impl FnOnce(&Connection) -> Result<T, Fault>,
+) -> Result<T, Fault> {
+    let sp = tx.savepoint_with_name("request")?;
+    let result = f(&sp);
+    match result {
+        Ok(v) => match sp.commit() {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                // The savepoint is still open and rolled back by its drop; be conservative.
+                *undone = false;
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            *undone = sp.finish().is_ok();
+            Err(e)
+        }
+    }
+}
+
+/// One append, inside the batch transaction: dedup on (bot, event id), then the session
+/// machine, then the row and the session written together.
+fn ensure_session_one(
+    conn: &Connection,
+    bot: &BotId,
+    now: DateTime<Utc>,
+    retention: Retention,
+) -> Result<Session, Fault> {
+    if let Some(existing) = load_session(conn, bot)? {
+        return Ok(existing);
+    }
+    let session = Session::new(bot.clone(), now);
+    let doc = serde_json::to_string(&session)
+        .map_err(|e| Fault::Corrupt(format!("session does not serialize: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, 0, ?2, ?3)",
+    )?
+    .execute((bot.as_str(), retention.expires_at(now), doc))?;
+    Ok(session)
+}
+
+fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Result<Appended, Fault> {
+    let bot = event.bot_id.as_str();
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, kind FROM events WHERE bot_id = ?1 AND event_id = ?2")?;
+    let existing = stmt
+        .query_row((bot, event.event_id.as_str()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    // Also catches a copy stored earlier in this same batch: it is visible to this connection.
+    if let Some((seq, kind)) = existing {
+        return Ok(Appended::Duplicate {
+            event_id: event.event_id,
+            seq: decode_seq(seq)?,
+            kind: decode_kind(&kind)?,
+        });
+    }
+
+    let mut session = load_session(conn, &event.bot_id)?
+        .unwrap_or_else(|| Session::new(event.bot_id.clone(), event.received_at));
+    let kind = session.apply(&event);
+    let seq = i64::try_from(session.seq)
+        .map_err(|_| Fault::Corrupt(format!("session seq {} overflows", session.seq)))?;
+    let expires_at = retention.expires_at(event.received_at);
+    let received_at = event
+        .received_at
+        .to_rfc3339_opts(SecondsFormat::Nanos, true);
+    conn.prepare_cached(
+        "INSERT INTO events (bot_id, seq, event_id, idem_key, kind, source_event, family, \
+         status_code, occurred_at, received_at, status, expires_at, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(rusqlite::params![
+        bot,
+        seq,
+        event.event_id.as_str(),
+        event.idempotency_key,
+        kind.as_str(),
+        event.source_event,
+        event.family.as_str(),
+        event.status_code,
+        event.occurred_at,
+        received_at,
+        session.status.as_str(),
+        expires_at,
+        event.body,
+    ])?;
+
+    let doc = serde_json::to_string(&session)
+        .map_err(|e| Fault::Corrupt(format!("session does not serialize: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (bot_id) DO UPDATE SET \
+         seq = excluded.seq, expires_at = excluded.expires_at, doc = excluded.doc",
+    )?
+    .execute((bot, seq, retention.expires_at(session.last_updated), doc))?;
+
+    let status = session.status;
+    let seq = session.seq;
+    Ok(Appended::Stored(StoredEvent::from_new(
+        event, seq, kind, status, expires_at,
+    )))
+}
+
+/// One bounded purge step; returns the rows deleted (fewer than the limit: done).
+fn purge_step(conn: &Connection, job: Purge) -> Result<u64, Fault> {
+    let sql = match job.target {
+        PurgeTarget::Events => {
+            "DELETE FROM events WHERE id IN \
+             (SELECT id FROM events WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)"
+        }
+        // A session goes only once its bot has no events left: were it dropped earlier, the
+        // bot's next event would restart at seq 1 and collide with the rows still stored.
+        PurgeTarget::Sessions => {
+            "DELETE FROM sessions WHERE bot_id IN \
+             (SELECT s.bot_id FROM sessions s WHERE s.expires_at <= ?1 \
+              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.bot_id = s.bot_id) LIMIT ?2)"
+        }
+    };
+    let n = conn.prepare_cached(sql)?.execute((job.now, job.limit))?;
+    Ok(n as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+fn load_session(conn: &Connection, bot: &BotId) -> Result<Option<Session>, Fault> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM sessions WHERE bot_id = ?1")?
+        .query_row([bot.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(doc) = doc else { return Ok(None) };
+    let session: Session = serde_json::from_str(&doc)
+        .map_err(|e| Fault::Corrupt(format!("session of bot {bot} does not decode: {e}")))?;
+    if &session.bot_id != bot {
+        return Err(Fault::Corrupt(format!(
+            "session stored under bot {bot} belongs to {}",
+            session.bot_id
+        )));
+    }
+    Ok(Some(session))
+}
+
+/// Decodes a row selected with [`EVENT_COLUMNS`].
+fn read_event(row: &Row<'_>) -> Result<StoredEvent, Fault> {
+    let bot: String = row.get(1)?;
+    let event_id: String = row.get(2)?;
+    let family: String = row.get(7)?;
+    let received_at: String = row.get(10)?;
+    let status: String = row.get(11)?;
+    Ok(StoredEvent {
+        bot_id: BotId::parse(&bot).map_err(|_| corrupt("bot id", &bot))?,
+        event_id: EventId::parse(&event_id).ok_or_else(|| corrupt("event id", &event_id))?,
+        seq: decode_seq(row.get(3)?)?,
+        idempotency_key: row.get(4)?,
+        kind: decode_kind(&row.get::<_, String>(5)?)?,
+        source_event: row.get(6)?,
+        family: Family::parse(&family).ok_or_else(|| corrupt("family", &family))?,
+        status_code: row.get(8)?,
+        occurred_at: row.get(9)?,
+        received_at: DateTime::parse_from_rfc3339(&received_at)
+            .map_err(|_| corrupt("received_at", &received_at))?
+            .with_timezone(&Utc),
+        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        expires_at: row.get(12)?,
+        body: row.get(13)?,
+    })
+}
+
+fn decode_seq(seq: i64) -> Result<u64, Fault> {
+    u64::try_from(seq).map_err(|_| corrupt("seq", seq))
+}
+
+fn decode_kind(kind: &str) -> Result<EventKind, Fault> {
+    EventKind::parse(kind).ok_or_else(|| corrupt("kind", kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_core::testing::store_contract::{RETENTION, fresh_bot, new_event};
+
+    fn writer() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("events.db")).unwrap();
+        (dir, conn)
+    }
+
+    fn append(event: NewEvent) -> (Command, oneshot::Receiver<Result<Appended, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        (Command::Append { event, reply }, rx)
+    }
+
+    fn run(conn: &mut Connection, commands: Vec<Command>) {
+        for done in run_batch(conn, commands, RETENTION) {
+            done.send();
+        }
+    }
+
+    #[test]
+    fn writer_is_wal_and_fsyncs_every_commit() {
+        let (_dir, conn) = writer();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync), ("wal", 2), "2 is FULL");
+    }
+
+    #[test]
+    fn identical_events_in_one_batch_store_once() {
+        let (_dir, mut conn) = writer();
+        let bot = fresh_bot("batch");
+        let e = new_event(&bot, "k", EventKind::Unknown, None, "{}".into());
+        let other = new_event(&bot, "k2", EventKind::Unknown, None, "{}".into());
+        let (c1, r1) = append(e.clone());
+        let (c2, r2) = append(e.clone());
+        let (c3, r3) = append(other);
+        run(&mut conn, vec![c1, c2, c3]);
+        let first = r1.blocking_recv().unwrap().unwrap();
+        assert!(matches!(&first, Appended::Stored(s) if s.seq == 1));
+        assert_eq!(
+            r2.blocking_recv().unwrap().unwrap(),
+            Appended::Duplicate {
+                event_id: e.event_id,
+                seq: 1,
+                kind: EventKind::Unknown
+            }
+        );
+        assert_eq!(r3.blocking_recv().unwrap().unwrap().seq(), 2);
+        let session = load_session(&conn, &bot).unwrap().unwrap();
+        assert_eq!(session.seq, 2);
+    }
+
+    #[test]
+    fn a_failing_request_does_not_sink_its_batch() {
+        let (_dir, mut conn) = writer();
+        let (good, bad) = (fresh_bot("good"), fresh_bot("bad"));
+        conn.execute(
+            "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, 0, 0, 'not json')",
+            [bad.as_str()],
+        )
+        .unwrap();
+        let (c1, r1) = append(new_event(&good, "a", EventKind::Unknown, None, "{}".into()));
+        let (c2, r2) = append(new_event(&bad, "b", EventKind::Unknown, None, "{}".into()));
+        let (c3, r3) = append(new_event(&good, "c", EventKind::Unknown, None, "{}".into()));
+        run(&mut conn, vec![c1, c2, c3]);
+        assert_eq!(r1.blocking_recv().unwrap().unwrap().seq(), 1);
+        assert!(matches!(
+            r2.blocking_recv().unwrap(),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(r3.blocking_recv().unwrap().unwrap().seq(), 2);
+        let count = |bot: &BotId| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM events WHERE bot_id = ?1",
+                [bot.as_str()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!((count(&good), count(&bad)), (2, 0));
+    }
+
+    #[test]
+    fn a_file_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        drop(open_writer(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path, RETENTION),
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+}

@@ -1,0 +1,152 @@
+//! Settings from the environment, read once at start-up by each host (the README's table).
+
+use crate::domain::auth::AuthSettings;
+use crate::ports::store::Retention;
+
+/// Default cap on a webhook body; Lambda's synchronous payload limit is 6 MB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} must be {expected}")]
+    Invalid {
+        name: &'static str,
+        expected: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub auth: AuthSettings,
+    pub client_secret: Option<String>,
+    pub meetingbaas_api_url: String,
+    pub public_base_url: Option<String>,
+    pub events_table: String,
+    pub connections_table: String,
+    pub websocket_endpoint: Option<String>,
+    pub retention: Retention,
+    pub max_body_bytes: usize,
+    pub cors_allow_origins: Vec<String>,
+    /// Bound on one MeetingBaaS API call (`MEETINGBAAS_TIMEOUT_MS`, default 10 s).
+    pub meetingbaas_timeout: std::time::Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same as [`Config::from_env`] over any lookup, so tests need not touch the process env.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let retention_days = match get("RETENTION_DAYS") {
+            None => Retention::default().days,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=36_500).contains(d))
+                .ok_or(ConfigError::Invalid {
+                    name: "RETENTION_DAYS",
+                    expected: "a whole number of days from 1 to 36500",
+                })?,
+        };
+        let max_body_bytes = match get("MAX_BODY_BYTES") {
+            None => DEFAULT_MAX_BODY_BYTES,
+            Some(v) => {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1024)
+                    .ok_or(ConfigError::Invalid {
+                        name: "MAX_BODY_BYTES",
+                        expected: "a number of bytes, at least 1024",
+                    })?
+            }
+        };
+        let meetingbaas_timeout = match get("MEETINGBAAS_TIMEOUT_MS") {
+            None => crate::ports::meetingbaas::DEFAULT_TIMEOUT,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=60_000).contains(ms))
+                .map(std::time::Duration::from_millis)
+                .ok_or(ConfigError::Invalid {
+                    name: "MEETINGBAAS_TIMEOUT_MS",
+                    expected: "milliseconds from 100 to 60000",
+                })?,
+        };
+        Ok(Self {
+            meetingbaas_timeout,
+            auth: AuthSettings {
+                api_keys: get("MEETINGBAAS_API_KEY"),
+                webhook_secret: get("MEETINGBAAS_WEBHOOK_SECRET"),
+                callback_secret: get("MEETINGBAAS_CALLBACK_SECRET"),
+            },
+            client_secret: get("RELAY_CLIENT_SECRET"),
+            meetingbaas_api_url: get("MEETINGBAAS_API_URL")
+                .unwrap_or_else(|| "https://api.meetingbaas.com".to_owned()),
+            public_base_url: get("PUBLIC_BASE_URL"),
+            events_table: get("EVENTS_TABLE").unwrap_or_else(|| "meeting-relay-events".to_owned()),
+            connections_table: get("CONNECTIONS_TABLE")
+                .unwrap_or_else(|| "meeting-relay-connections".to_owned()),
+            websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
+            retention: Retention {
+                days: retention_days,
+            },
+            max_body_bytes,
+            cors_allow_origins: get("CORS_ALLOW_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            (c.retention.days, c.max_body_bytes),
+            (30, DEFAULT_MAX_BODY_BYTES)
+        );
+        assert_eq!(c.meetingbaas_api_url, "https://api.meetingbaas.com");
+        let c = cfg(&[
+            ("RETENTION_DAYS", "7"),
+            ("MAX_BODY_BYTES", "2048"),
+            ("CORS_ALLOW_ORIGINS", "https://a, https://b"),
+        ])
+        .unwrap();
+        assert_eq!((c.retention.days, c.max_body_bytes), (7, 2048));
+        assert_eq!(c.cors_allow_origins, vec!["https://a", "https://b"]);
+        assert!(cfg(&[("RETENTION_DAYS", "0")]).is_err());
+        assert!(cfg(&[("MAX_BODY_BYTES", "lots")]).is_err());
+        // Blank values count as unset.
+        assert!(
+            cfg(&[("MEETINGBAAS_API_KEY", "  ")])
+                .unwrap()
+                .auth
+                .api_keys
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! The traits the handlers use and the adapters implement. Each documents the errors its
+//! callers must handle; each has one contract suite (`testing`) that every adapter passes.
+
+pub mod connections;
+pub mod meetingbaas;
+pub mod push;
+pub mod store;

@@ -1,0 +1,118 @@
+//! The event store port. Adapters: `relay-sqlite` (embedded, the default for `relay serve`) and
+//! `relay-dynamodb` (AWS, and any DynamoDB-API endpoint); both pass the one suite in
+//! `testing::store_contract`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::bot_id::BotId;
+use crate::domain::event::{EventId, EventKind, NewEvent, StoredEvent};
+use crate::domain::session::Session;
+
+/// Result of offering an event to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// First delivery: stored at `seq` and applied to the session.
+    Stored(StoredEvent),
+    /// The idempotency key was seen before; nothing changed.
+    Duplicate {
+        event_id: EventId,
+        seq: u64,
+        kind: EventKind,
+    },
+}
+
+impl Appended {
+    pub fn event_id(&self) -> &EventId {
+        match self {
+            Appended::Stored(e) => &e.event_id,
+            Appended::Duplicate { event_id, .. } => event_id,
+        }
+    }
+
+    pub fn seq(&self) -> u64 {
+        match self {
+            Appended::Stored(e) => e.seq,
+            Appended::Duplicate { seq, .. } => *seq,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Appended::Stored(e) => e.kind,
+            Appended::Duplicate { kind, .. } => *kind,
+        }
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Appended::Duplicate { .. })
+    }
+}
+
+/// One page of a bot's events in `seq` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// More events exist after the last one returned.
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Unreachable, throttled or timed out after retries: the sender should retry (503).
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that cannot be read back; a bug or tampering, never the sender's fault.
+    #[error("event store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Retention of stored items, from `RETENTION_DAYS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { days: 30 }
+    }
+}
+
+impl Retention {
+    /// Unix seconds at which something written at `from` may be dropped.
+    pub fn expires_at(self, from: chrono::DateTime<chrono::Utc>) -> i64 {
+        from.timestamp() + i64::from(self.days) * 86_400
+    }
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Stores `event` unless its (bot, idempotency key) was stored before, and applies it to
+    /// the bot's session in the same atomic step. Returns only once the write is durable.
+    async fn append(&self, event: NewEvent) -> Result<Appended, StoreError>;
+
+    async fn session(&self, bot: &BotId) -> Result<Option<Session>, StoreError>;
+
+    /// Creates the bot's session in `starting` unless it exists (a bot was just started and no
+    /// webhook has arrived yet); returns the session as stored. Never disturbs an existing one.
+    async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError>;
+
+    /// Events with `seq > after`, ascending, at most `limit` (1..=1000).
+    async fn events_after(
+        &self,
+        bot: &BotId,
+        after: u64,
+        limit: u32,
+    ) -> Result<EventPage, StoreError>;
+
+    /// One event, body whole.
+    async fn event(
+        &self,
+        bot: &BotId,
+        event_id: &EventId,
+    ) -> Result<Option<StoredEvent>, StoreError>;
+}
+
+/// Largest page the stores return, whatever is asked.
+pub const MAX_PAGE: u32 = 1000;

@@ -1,0 +1,382 @@
+//! The one behavioural suite every [`EventStore`] adapter must pass. Adapter test files call
+//! [`event_store_contract!`](crate::event_store_contract) with a constructor; each case uses
+//! fresh bot ids, so one store (one moto server, one SQLite file) can serve all of them.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::domain::bot_id::BotId;
+use crate::domain::event::{EventId, EventKind, Family, NewEvent};
+use crate::domain::session::Status;
+use crate::ports::store::{Appended, EventStore, Retention};
+use crate::testing::testdata;
+
+/// The retention the suite's stores must be built with.
+pub const RETENTION: Retention = Retention { days: 7 };
+
+pub fn fresh_bot(label: &str) -> BotId {
+    let n: u64 = rand::random();
+    BotId::parse(&format!("{label}-{n:016x}")).expect("generated bot ids are valid")
+}
+
+pub fn new_event(
+    bot: &BotId,
+    key: &str,
+    kind: EventKind,
+    code: Option<&str>,
+    body: String,
+) -> NewEvent {
+    NewEvent {
+        bot_id: bot.clone(),
+        event_id: EventId::derive(bot, key),
+        idempotency_key: key.to_owned(),
+        kind,
+        source_event: kind.as_str().to_owned(),
+        family: Family::V1,
+        status_code: code.map(str::to_owned),
+        occurred_at: None,
+        error: None,
+        received_at: Utc::now(),
+        body,
+    }
+}
+
+fn status_event(bot: &BotId, key: &str, code: &str) -> NewEvent {
+    let body = testdata::v1_status_change(bot.as_str(), code, "2026-11-29T09:00:00Z");
+    new_event(bot, key, EventKind::BotStatusChange, Some(code), body)
+}
+
+pub async fn new_then_duplicate(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("dup");
+    let e = status_event(&bot, "key-1", "joining_call");
+    let first = store.append(e.clone()).await.expect("append");
+    let Appended::Stored(stored) = &first else {
+        panic!("first delivery must be stored: {first:?}")
+    };
+    assert_eq!(stored.seq, 1);
+    assert_eq!(stored.status, Status::Joining);
+
+    let again = store.append(e.clone()).await.expect("append duplicate");
+    assert_eq!(
+        again,
+        Appended::Duplicate {
+            event_id: e.event_id.clone(),
+            seq: 1,
+            kind: EventKind::BotStatusChange
+        }
+    );
+    let session = store
+        .session(&bot)
+        .await
+        .expect("session")
+        .expect("session exists");
+    assert_eq!(session.seq, 1, "a duplicate must not advance the session");
+    let page = store.events_after(&bot, 0, 100).await.expect("list");
+    assert_eq!(page.events.len(), 1);
+
+    // The same key under another bot is another event.
+    let other = fresh_bot("dup");
+    let e2 = status_event(&other, "key-1", "joining_call");
+    assert!(matches!(
+        store.append(e2).await.expect("append"),
+        Appended::Stored(_)
+    ));
+}
+
+pub async fn concurrent_identical_stores_store_once(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("race");
+    let e = status_event(&bot, "same-delivery", "in_call_recording");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (store, e) = (store.clone(), e.clone());
+        tasks.spawn(async move { store.append(e).await });
+    }
+    let mut stored = 0;
+    let mut dups = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task").expect("append") {
+            Appended::Stored(s) => {
+                stored += 1;
+                assert_eq!(s.seq, 1);
+                assert_eq!(s.kind, EventKind::MeetingStarted);
+            }
+            Appended::Duplicate {
+                event_id,
+                seq,
+                kind,
+            } => {
+                dups += 1;
+                assert_eq!(
+                    (event_id, seq, kind),
+                    (e.event_id.clone(), 1, EventKind::MeetingStarted)
+                );
+            }
+        }
+    }
+    assert_eq!((stored, dups), (1, 49));
+    assert_eq!(
+        store
+            .events_after(&bot, 0, 100)
+            .await
+            .expect("list")
+            .events
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.session(&bot).await.expect("session").map(|s| s.seq),
+        Some(1)
+    );
+}
+
+pub async fn seq_is_ordered_and_gap_free_per_bot(store: Arc<dyn EventStore>) {
+    let bots: Vec<BotId> = (0..3).map(|_| fresh_bot("seq")).collect();
+    const PER_BOT: usize = 20;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PER_BOT {
+        for bot in &bots {
+            let (store, bot) = (store.clone(), bot.clone());
+            tasks.spawn(async move {
+                let e = new_event(
+                    &bot,
+                    &format!("k{i}"),
+                    EventKind::Unknown,
+                    None,
+                    format!(r#"{{"i":{i}}}"#),
+                );
+                store.append(e).await
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert!(matches!(
+            r.expect("task").expect("append"),
+            Appended::Stored(_)
+        ));
+    }
+    for bot in &bots {
+        let page = store.events_after(bot, 0, 1000).await.expect("list");
+        let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=PER_BOT as u64).collect::<Vec<_>>(), "bot {bot}");
+        assert!(page.events.iter().all(|e| &e.bot_id == bot));
+        let mut keys: Vec<&str> = page
+            .events
+            .iter()
+            .map(|e| e.idempotency_key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), PER_BOT);
+        assert_eq!(
+            store.session(bot).await.expect("session").map(|s| s.seq),
+            Some(PER_BOT as u64)
+        );
+    }
+}
+
+pub async fn out_of_order_statuses_never_regress(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("order");
+    for (key, code) in [
+        ("a", "in_call_recording"),
+        ("b", "joining_call"),
+        ("c", "call_ended"),
+        ("d", "in_waiting_room"),
+    ] {
+        store
+            .append(status_event(&bot, key, code))
+            .await
+            .expect("append");
+    }
+    let s = store.session(&bot).await.expect("session").expect("exists");
+    assert_eq!(s.status, Status::Ended);
+    assert_eq!(s.status_code.as_deref(), Some("in_waiting_room"));
+    assert!(s.meeting_started);
+
+    let done = new_event(&bot, "e", EventKind::MeetingCompleted, None, "{}".into());
+    store.append(done).await.expect("append");
+    let failed = new_event(&bot, "f", EventKind::MeetingFailed, None, "{}".into());
+    let Appended::Stored(late) = store.append(failed).await.expect("append") else {
+        panic!("stored")
+    };
+    assert_eq!(late.status, Status::Completed, "terminal status sticks");
+    let s = store.session(&bot).await.expect("session").expect("exists");
+    assert_eq!((s.status, s.seq), (Status::Completed, 6));
+    assert_eq!(s.last_event_id, Some(late.event_id));
+}
+
+pub async fn large_body_round_trips_exactly(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("big");
+    let body = testdata::v1_complete_of_size(bot.as_str(), 5 * 1024 * 1024, 3);
+    let e = new_event(&bot, "big", EventKind::MeetingCompleted, None, body.clone());
+    let Appended::Stored(stored) = store.append(e.clone()).await.expect("append") else {
+        panic!("stored")
+    };
+    let read = store
+        .event(&bot, &stored.event_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.body.len(), body.len());
+    assert!(read.body == body, "body must round-trip byte for byte");
+    let want: Value = serde_json::from_str(&body).expect("json");
+    let got: Value = serde_json::from_str(&read.body).expect("json");
+    assert_eq!(got, want);
+    let listed = store.events_after(&bot, 0, 10).await.expect("list");
+    assert!(
+        listed.events[0].body == body,
+        "listing returns whole bodies too"
+    );
+    // Storing it again is still a duplicate, not a second copy.
+    assert!(store.append(e).await.expect("append").is_duplicate());
+}
+
+pub async fn ttl_is_set_from_retention(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("ttl");
+    let e = status_event(&bot, "t", "joining_call");
+    let received = e.received_at;
+    let Appended::Stored(stored) = store.append(e).await.expect("append") else {
+        panic!("stored")
+    };
+    let want = received.timestamp() + 7 * 86_400;
+    assert_eq!(stored.expires_at, want);
+    let read = store
+        .event(&bot, &stored.event_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read.expires_at, want);
+}
+
+pub async fn list_pages_in_order(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("page");
+    for i in 0..25 {
+        store
+            .append(new_event(
+                &bot,
+                &format!("p{i}"),
+                EventKind::Unknown,
+                None,
+                format!(r#"{{"n":{i}}}"#),
+            ))
+            .await
+            .expect("append");
+    }
+    let mut after = 0;
+    let mut sizes = Vec::new();
+    let mut bodies = Vec::new();
+    loop {
+        let page = store.events_after(&bot, after, 10).await.expect("list");
+        sizes.push(page.events.len());
+        bodies.extend(page.events.iter().map(|e| e.body.clone()));
+        match page.events.last() {
+            Some(last) if page.more => after = last.seq,
+            _ => break,
+        }
+    }
+    assert_eq!(sizes, vec![10, 10, 5]);
+    assert_eq!(
+        bodies,
+        (0..25)
+            .map(|i| format!(r#"{{"n":{i}}}"#))
+            .collect::<Vec<_>>()
+    );
+    let tail = store.events_after(&bot, 22, 10).await.expect("list");
+    assert_eq!(
+        tail.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![23, 24, 25]
+    );
+    assert!(!tail.more);
+    assert!(
+        store
+            .events_after(&bot, 25, 10)
+            .await
+            .expect("list")
+            .events
+            .is_empty()
+    );
+}
+
+pub async fn reads_of_unknown_things_are_empty(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("none");
+    assert!(store.session(&bot).await.expect("session").is_none());
+    assert!(
+        store
+            .events_after(&bot, 0, 10)
+            .await
+            .expect("list")
+            .events
+            .is_empty()
+    );
+    let id = EventId::derive(&bot, "never");
+    assert!(store.event(&bot, &id).await.expect("read").is_none());
+
+    // An event is found only under its own bot.
+    let e = status_event(&bot, "x", "joining_call");
+    let id = e.event_id.clone();
+    store.append(e).await.expect("append");
+    assert!(store.event(&bot, &id).await.expect("read").is_some());
+    assert!(
+        store
+            .event(&fresh_bot("none"), &id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+pub async fn ensure_session_creates_once_and_never_disturbs(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("start");
+    let now = Utc::now();
+    let created = store.ensure_session(&bot, now).await.expect("ensure");
+    assert_eq!((created.status, created.seq), (Status::Starting, 0));
+    assert_eq!(
+        store.session(&bot).await.expect("session"),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.ensure_session(&bot, Utc::now()).await.expect("again"),
+        created,
+        "idempotent"
+    );
+    // Events then apply on top of it as usual, and a later ensure leaves them alone.
+    store
+        .append(status_event(&bot, "k1", "joining_call"))
+        .await
+        .expect("append");
+    let later = store
+        .ensure_session(&bot, Utc::now())
+        .await
+        .expect("ensure after events");
+    assert_eq!((later.status, later.seq), (Status::Joining, 1));
+    assert_eq!(later.created_at, created.created_at);
+}
+
+/// Expands to one `#[tokio::test]` per contract case; `$make` is an async expression that
+/// yields an `Arc<dyn EventStore>` built with [`RETENTION`].
+#[macro_export]
+macro_rules! event_store_contract {
+    ($make:expr) => {
+        $crate::event_store_contract!(@cases $make;
+            new_then_duplicate,
+            concurrent_identical_stores_store_once,
+            seq_is_ordered_and_gap_free_per_bot,
+            out_of_order_statuses_never_regress,
+            large_body_round_trips_exactly,
+            ttl_is_set_from_retention,
+            list_pages_in_order,
+            reads_of_unknown_things_are_empty,
+            ensure_session_creates_once_and_never_disturbs
+        );
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::ports::store::EventStore> = $make.await;
+                $crate::testing::store_contract::$case(store).await;
+            }
+        )*
+    };
+}
