@@ -314,6 +314,9 @@ pub struct WsClient {
     held: std::collections::HashMap<String, std::collections::BTreeMap<u64, Value>>,
     pub tx: futures::channel::mpsc::UnboundedSender<String>,
     pub rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    /// Every text frame received, as it came off the socket (before any parsing or seq
+    /// de-duplication), in arrival order.
+    raw: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -330,6 +333,8 @@ impl WsClient {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = futures::channel::mpsc::unbounded::<String>();
         let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let raw_in = raw.clone();
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -339,6 +344,7 @@ impl WsClient {
                     },
                     msg = stream.next() => match msg {
                         Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                            raw_in.lock().expect("raw frames").push(t.to_string());
                             if let Ok(v) = serde_json::from_str::<Value>(&t) { let _ = in_tx.send(v); }
                         }
                         Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
@@ -357,8 +363,15 @@ impl WsClient {
             held: Default::default(),
             tx: out_tx,
             rx: in_rx,
+            raw,
             task,
         })
+    }
+
+    /// Every text frame received so far, raw (no parsing, no de-duplication), in order. A
+    /// frame is recorded before it reaches [`WsClient::next`].
+    pub fn raw_frames(&self) -> Vec<String> {
+        self.raw.lock().expect("raw frames").clone()
     }
 
     pub fn send(&self, v: Value) {

@@ -98,20 +98,34 @@ async fn webhook(
 
 /// The REST routes, with CORS for `cors_origins` (`*`: any origin).
 pub fn api_router(api: Arc<ApiHandler>, cors_origins: &[String]) -> Router {
+    // OPTIONS is a method of every route (answered by the CORS layer around it), so a host's
+    // own 405 fallback never sees a preflight.
     Router::new()
-        .route("/api/meeting-bot/start", post(start))
+        .route("/api/meeting-bot/start", post(start).options(no_content))
         .route(
             "/api/meeting-bot/configure-webhook",
-            post(configure_webhook),
+            post(configure_webhook).options(no_content),
         )
-        .route("/api/meeting-bot/{bot}/stop", post(stop))
-        .route("/api/meeting-bot/{bot}/status", get(status))
-        .route("/api/meeting-bot/{bot}/events", get(events))
-        .route("/api/meeting-bot/{bot}/events/{id}", get(event))
+        .route(
+            "/api/meeting-bot/{bot}/stop",
+            post(stop).options(no_content),
+        )
+        .route(
+            "/api/meeting-bot/{bot}/status",
+            get(status).options(no_content),
+        )
+        .route(
+            "/api/meeting-bot/{bot}/events",
+            get(events).options(no_content),
+        )
+        .route(
+            "/api/meeting-bot/{bot}/events/{id}",
+            get(event).options(no_content),
+        )
         .with_state(api)
         .layer(axum::middleware::from_fn(log_api))
-        .layer(axum::middleware::map_response(preflight_no_content))
         .layer(cors(cors_origins))
+        .layer(axum::middleware::map_response(preflight_no_content))
 }
 
 /// JSON answers for what no route matches (404) and for a method a route does not have (405),
@@ -145,10 +159,26 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
-/// A preflight answered by the CORS layer says 204 No Content, as it always has here.
+async fn no_content() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// A preflight answered by the CORS layer says 204 No Content, as it always has here; an origin
+/// that is not allowed learns nothing of the CORS policy (tower-http lists the allowed methods
+/// and headers on every preflight, whatever the origin).
 async fn preflight_no_content(method: Method, mut resp: Response) -> Response {
     if method == Method::OPTIONS && resp.status() == StatusCode::OK {
         *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
+    let headers = resp.headers_mut();
+    if !headers.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        for name in [
+            http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            http::header::ACCESS_CONTROL_MAX_AGE,
+        ] {
+            headers.remove(name);
+        }
     }
     resp
 }

@@ -85,7 +85,17 @@ impl ClientMessage {
                 "messages are JSON objects with an action",
             ));
         };
-        let action = msg.get("action").and_then(|a| a.as_str());
+        // An action that is there but not a string (or null) is not a message at all.
+        let action = match msg.get("action") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(a)) => Some(a.as_str()),
+            Some(_) => {
+                return Err(Refusal::new(
+                    "bad_message",
+                    "messages are JSON objects with an action",
+                ));
+            }
+        };
         let bot = || match msg.get("bot_id").and_then(|v| v.as_str()).map(BotId::parse) {
             Some(Ok(b)) => Ok(b),
             _ => Err(Refusal::new(
