@@ -91,12 +91,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("v1_complete_2MB_parse_only", |b| {
         b.iter(|| relay_core::domain::payload::Payload::parse(complete.as_bytes()).expect("parsed"))
     });
-    // What the serde_json tree (the fallback for unusual bodies) costs for the same work.
-    g.bench_function("v1_complete_2MB_tree_fallback", |b| {
+    // The yardstick: serde_json's own parse of the body into a Value and its compact write
+    // (sorted, as its default map is), with nothing else; the intake's 2 MB figure is held
+    // against this one (BENCHMARKS.md).
+    g.bench_function("v1_complete_2MB_serde_json_parse_and_write", |b| {
         b.iter(|| {
-            relay_core::domain::body::Json::parse(&unsorted)
-                .expect("json")
-                .canonical_bytes()
+            let value: serde_json::Value = serde_json::from_str(&unsorted).expect("json");
+            serde_json::to_writer(std::io::sink(), &value).expect("write");
         })
     });
     g.finish();

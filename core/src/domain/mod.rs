@@ -2,8 +2,8 @@
 //! the per-bot session and its status machine, client tokens and the messages browsers get.
 
 pub mod auth;
-pub mod body;
 pub mod bot_id;
+pub mod envelope;
 pub mod event;
 pub mod idempotency;
 pub mod message;

@@ -2,8 +2,13 @@
 //! (the seed/test shape, MeetingBaaS v1 and v2); anything else that is an authenticated JSON
 //! object with a bot id is kept as `unknown` rather than dropped.
 
-use crate::domain::body::{Body, Json};
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
 use crate::domain::bot_id::{BotId, BotIdError};
+use crate::domain::envelope::{self, Data, Envelope, Status, Top, text};
 use crate::domain::event::{EventKind, Family};
 
 /// Bot id under which account-level calendar events (which name no bot) are kept, so that an
@@ -20,12 +25,6 @@ pub struct Payload {
     pub status_code: Option<String>,
     pub occurred_at: Option<String>,
     pub error: Option<String>,
-}
-
-/// A payload and the parsed body it came from (for the body's idempotency key).
-pub struct Parsed<'a> {
-    pub payload: Payload,
-    pub body: Body<'a>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -45,66 +44,70 @@ pub enum PayloadError {
 }
 
 impl Payload {
+    /// Reads what the relay needs of a delivery body. Valid JSON is never refused for what lies
+    /// where no field is read; only the grammar, the top level and the bot id are checked.
     pub fn parse(body: &[u8]) -> Result<Self, PayloadError> {
-        Self::parse_body(body, false).map(|p| p.payload)
-    }
-
-    /// Parses `body`; with `canonical`, its canonical JSON is written in the same pass (for
-    /// the idempotency key of a delivery that names no id).
-    pub fn parse_body(body: &[u8], canonical: bool) -> Result<Parsed<'_>, PayloadError> {
         let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
-        // Nesting beyond 128 levels is refused, so hostile depth costs nothing.
-        let parsed =
-            Body::parse(text, canonical).map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
-        Ok(Parsed {
-            payload: Self::from_body(parsed.root())?,
-            body: parsed,
-        })
+        match Top::read(text) {
+            Ok(top) => Self::from_top(top),
+            Err(e) => {
+                // Valid JSON with a value serde_json cannot decode where the reader looked (a
+                // lone surrogate escape in a key, `data` or the whole body out of range) is
+                // read again, tolerantly, from a copy with lone surrogate escapes replaced.
+                if serde_json::from_str::<IgnoredAny>(text).is_err() {
+                    return Err(PayloadError::NotJson(json_reason(&e)));
+                }
+                let clean = envelope::replace_lone_surrogates(text);
+                let top = Top::read_tolerant(&clean)
+                    .map_err(|e| PayloadError::NotJson(json_reason(&e)))?;
+                Self::from_top(top)
+            }
+        }
     }
 
-    fn from_body(obj: &Json) -> Result<Self, PayloadError> {
-        if !obj.is_object() {
+    fn from_top(top: Top<'_>) -> Result<Self, PayloadError> {
+        let Top::Object(obj) = top else {
             return Err(PayloadError::NotObject);
-        }
-        let data = obj.get("data").filter(|d| d.is_object());
-        let event_name = str_at(obj, "event");
-        let type_name = str_at(obj, "type");
+        };
+        let data = obj.data.as_ref();
+        let event_name = obj.event.and_then(text);
+        let type_name = obj.type_.and_then(text);
 
         let (family, kind, source_event) = match (event_name, type_name) {
             (Some(name), _) => {
-                let (family, kind) = classify_event(name, obj, data);
-                (family, kind, name.to_owned())
+                let (family, kind) = classify_event(&name, &obj, data);
+                (family, kind, name.into_owned())
             }
-            (None, Some(name)) => (Family::Seed, seed_kind(name), name.to_owned()),
+            (None, Some(name)) => (Family::Seed, seed_kind(&name), name.into_owned()),
             (None, None) => (Family::Unknown, EventKind::Unknown, "unknown".to_owned()),
         };
 
-        let bot_id = match find_bot_id(obj, data)? {
+        let bot_id = match find_bot_id(&obj, data)? {
             Some(id) => id,
             None if source_event.starts_with("calendar.") => BotId::parse(CALENDAR_BOT)?,
             None => return Err(PayloadError::NoBotId),
         };
 
-        let status = data.and_then(|d| d.get("status"));
-        let status_code = match status {
-            Some(s @ Json::Object(_)) => str_at(s, "code").map(str::to_owned),
-            Some(Json::String(code)) => Some(code.to_string()),
-            _ => None,
+        let status_raw = data.and_then(|d| d.status);
+        let status = status_raw.and_then(Status::read);
+        let status_code = match &status {
+            Some(s) => s.code.clone(),
+            None => status_raw.and_then(text),
         };
-        let occurred_at = status
-            .filter(|s| s.is_object())
-            .and_then(|s| str_at(s, "created_at"))
-            .or_else(|| data.and_then(|d| str_at(d, "sent_at")))
-            .map(str::to_owned);
-        let error = data.and_then(error_of);
+        let occurred_at = match &status {
+            Some(s) => s.created_at.clone(),
+            None => None,
+        }
+        .or_else(|| data.and_then(|d| d.sent_at).and_then(text));
+        let error = data.and_then(|d| error_of(d, status.as_ref()));
 
         Ok(Self {
             bot_id,
             family,
             kind,
             source_event,
-            status_code,
-            occurred_at,
+            status_code: status_code.map(Cow::into_owned),
+            occurred_at: occurred_at.map(Cow::into_owned),
             error,
         })
     }
@@ -118,11 +121,7 @@ fn json_reason(e: &serde_json::Error) -> String {
     }
 }
 
-fn str_at<'a>(obj: &'a Json, key: &str) -> Option<&'a str> {
-    obj.get(key).and_then(Json::as_str)
-}
-
-fn classify_event(name: &str, obj: &Json, data: Option<&Json>) -> (Family, EventKind) {
+fn classify_event(name: &str, obj: &Envelope<'_>, data: Option<&Data<'_>>) -> (Family, EventKind) {
     match name {
         "complete" => (Family::V1, EventKind::MeetingCompleted),
         "failed" => (Family::V1, EventKind::MeetingFailed),
@@ -132,7 +131,7 @@ fn classify_event(name: &str, obj: &Json, data: Option<&Json>) -> (Family, Event
         "bot.chat_message" => (Family::V2, EventKind::ChatMessage),
         "bot.status_change" => {
             // Both versions use this name; v2 bodies carry `data.event_id` or a top-level `extra`.
-            let v2 = data.is_some_and(|d| d.contains_key("event_id")) || obj.contains_key("extra");
+            let v2 = data.is_some_and(|d| d.has_event_id) || obj.has_extra;
             (
                 if v2 { Family::V2 } else { Family::V1 },
                 EventKind::BotStatusChange,
@@ -164,32 +163,40 @@ fn seed_kind(name: &str) -> EventKind {
     }
 }
 
-fn find_bot_id(obj: &Json, data: Option<&Json>) -> Result<Option<BotId>, PayloadError> {
-    let candidates = data
-        .into_iter()
-        .flat_map(|d| [d.get("bot_id"), d.get("botId")])
-        .chain([obj.get("bot_id"), obj.get("botId")]);
-    for candidate in candidates.flatten() {
-        match candidate {
-            Json::Null => continue,
-            Json::String(s) => return Ok(Some(BotId::parse(s)?)),
-            _ => return Err(PayloadError::BotIdNotString),
+/// The first of `data.bot_id`, `data.botId`, `bot_id`, `botId` that is not null.
+fn find_bot_id(obj: &Envelope<'_>, data: Option<&Data<'_>>) -> Result<Option<BotId>, PayloadError> {
+    let candidates: [Option<&RawValue>; 4] = [
+        data.and_then(|d| d.bot_id),
+        data.and_then(|d| d.bot_id_camel),
+        obj.bot_id,
+        obj.bot_id_camel,
+    ];
+    for candidate in candidates.into_iter().flatten() {
+        if envelope::is_null(candidate) {
+            continue;
         }
+        return match text(candidate) {
+            Some(s) => Ok(Some(BotId::parse(&s)?)),
+            None => Err(PayloadError::BotIdNotString),
+        };
     }
     Ok(None)
 }
 
-fn error_of(data: &Json) -> Option<String> {
-    let status = data.get("status").filter(|s| s.is_object());
-    let code = str_at(data, "error_code")
-        .or_else(|| str_at(data, "error"))
-        .or_else(|| status.and_then(|s| str_at(s, "error_type")));
-    let message = str_at(data, "error_message")
-        .or_else(|| str_at(data, "message"))
-        .or_else(|| status.and_then(|s| str_at(s, "error_message")));
+fn error_of(data: &Data<'_>, status: Option<&Status<'_>>) -> Option<String> {
+    let code = data
+        .error_code
+        .and_then(text)
+        .or_else(|| data.error.and_then(text))
+        .or_else(|| status.and_then(|s| s.error_type.clone()));
+    let message = data
+        .error_message
+        .and_then(text)
+        .or_else(|| data.message.and_then(text))
+        .or_else(|| status.and_then(|s| s.error_message.clone()));
     match (code, message) {
         (Some(c), Some(m)) => Some(format!("{c}: {m}")),
-        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+        (Some(one), None) | (None, Some(one)) => Some(one.into_owned()),
         (None, None) => None,
     }
 }
@@ -279,5 +286,76 @@ mod tests {
             Payload::parse(deep.as_bytes()),
             Err(PayloadError::NotJson(_))
         ));
+    }
+
+    /// Valid JSON is never refused for what lies where no field is read, and a field serde_json
+    /// cannot decode is read as well as it can be.
+    #[test]
+    fn unusual_but_valid_bodies_are_read() {
+        let deep = format!(
+            r#"{{"event":"complete","data":{{"bot_id":"b1","x":{}1{}}}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let p = Payload::parse(deep.as_bytes()).unwrap();
+        assert_eq!(
+            (p.bot_id.as_str(), p.kind),
+            ("b1", EventKind::MeetingCompleted)
+        );
+
+        let p = Payload::parse(
+            br#"{"event":"complete","data":{"bot_id":"b1","n":1e400,"s":"\ud83d"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.bot_id.as_str(), "b1");
+
+        // A cut emoji in a field that is read: the field survives, the lone half replaced.
+        let p = Payload::parse(
+            br#"{"event":"failed","data":{"bot_id":"b1","error":"E","message":"bye \ud83d"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.error.as_deref(), Some("E: bye \u{fffd}"));
+
+        // ... and in a key the reader looks at, at the top and in `status`.
+        let p = Payload::parse(
+            br#"{"\udc00":1,"event":"bot.status_change","data":{"bot_id":"b2","status":{"\ud800x":0,"code":"joining_call"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.bot_id.as_str(), p.status_code.as_deref()),
+            ("b2", Some("joining_call"))
+        );
+
+        // Repeated keys: the last one counts; a `data` that is not an object is no data.
+        let p = Payload::parse(
+            br#"{"type":"x","type":"meeting.started","data":{"botId":"a"},"data":{"botId":"b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.kind, p.bot_id.as_str()),
+            (EventKind::MeetingStarted, "b")
+        );
+        assert_eq!(
+            Payload::parse(br#"{"type":"meeting.started","data":[{"botId":"b"}]}"#),
+            Err(PayloadError::NoBotId)
+        );
+        // A null id gives way to the next place an id may be.
+        let p =
+            Payload::parse(br#"{"event":"complete","data":{"bot_id":null,"botId":"c"}}"#).unwrap();
+        assert_eq!(p.bot_id.as_str(), "c");
+        // Deep nesting at the top is still a valid value, just not an object.
+        let deep_array = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            Payload::parse(deep_array.as_bytes()),
+            Err(PayloadError::NotObject)
+        );
+        assert_eq!(Payload::parse(b"1e400"), Err(PayloadError::NotObject));
+        // A `data` serde_json cannot decode is no data; the id at the top still counts.
+        for body in [
+            br#"{"type":"meeting.started","data":1e400,"bot_id":"t1"}"#.as_slice(),
+            br#"{"type":"meeting.started","data":"\ud83d","bot_id":"t1"}"#.as_slice(),
+        ] {
+            assert_eq!(Payload::parse(body).unwrap().bot_id.as_str(), "t1");
+        }
     }
 }

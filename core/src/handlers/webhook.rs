@@ -12,7 +12,7 @@ use crate::domain::auth::{AuthError, Authenticator};
 use crate::domain::bot_id::BotId;
 use crate::domain::event::{EventId, NewEvent};
 use crate::domain::idempotency;
-use crate::domain::payload::{Parsed, Payload, PayloadError};
+use crate::domain::payload::{Payload, PayloadError};
 use crate::ports::store::{Appended, EventStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -153,12 +153,10 @@ impl Intake {
         self.auth
             .verify(headers, body, now.timestamp())
             .map_err(WebhookError::Unauthorized)?;
-        let header_key = idempotency::header_key(headers);
-        let Parsed {
-            payload,
-            body: parsed,
-        } = Payload::parse_body(body, header_key.is_none())?;
-        let key = header_key.unwrap_or_else(|| idempotency::body_key(&parsed));
+        let payload = Payload::parse(body)?;
+        // `parse` checked that the body is UTF-8.
+        let text = std::str::from_utf8(body).map_err(|_| PayloadError::NotUtf8)?;
+        let key = idempotency::key(headers, text);
         Ok(NewEvent {
             event_id: EventId::derive(&payload.bot_id, &key),
             bot_id: payload.bot_id,
@@ -171,7 +169,7 @@ impl Intake {
             error: payload.error,
             received_at: now,
             // Kept exactly as sent.
-            body: parsed.text().to_owned(),
+            body: text.to_owned(),
         })
     }
 }
