@@ -804,6 +804,9 @@ async fn ws_message_fields(mode: Mode) {
             "last_event_id",
             "meeting_started",
             "error",
+            // The retry attempt of a v2 bot (the session lifecycle): null until a `retrying`.
+            "attempt",
+            "max",
             "created_at",
             "last_updated"
         ]),

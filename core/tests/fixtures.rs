@@ -96,6 +96,7 @@ fn every_fixture_maps_as_the_contract_says() {
 
 #[test]
 fn every_v1_status_code_fixture_is_a_status_change_with_its_code() {
+    // Failure signals end the call; only an outcome is final (the README's session status).
     let codes = [
         ("joining_call", Some(Status::Joining)),
         ("in_waiting_room", Some(Status::Waiting)),
@@ -104,11 +105,11 @@ fn every_v1_status_code_fixture_is_a_status_change_with_its_code() {
         ("recording_paused", Some(Status::Paused)),
         ("recording_resumed", Some(Status::Recording)),
         ("call_ended", Some(Status::Ended)),
-        ("bot_rejected", Some(Status::Failed)),
-        ("bot_removed", Some(Status::Failed)),
-        ("waiting_room_timeout", Some(Status::Failed)),
-        ("invalid_meeting_url", Some(Status::Failed)),
-        ("meeting_error", Some(Status::Failed)),
+        ("bot_rejected", Some(Status::Ended)),
+        ("bot_removed", Some(Status::Ended)),
+        ("waiting_room_timeout", Some(Status::Ended)),
+        ("invalid_meeting_url", Some(Status::Ended)),
+        ("meeting_error", Some(Status::Ended)),
     ];
     for (code, status) in codes {
         let p = Payload::parse(&fixture(&format!("v1-status-{code}.json"))).expect("parse");

@@ -311,11 +311,12 @@ impl EventStore for DynamoStore {
                 // Missing: new bot, or TTL took the session but maybe not all its events yet.
                 None => fresh_session(&event, self.last_event_seq(&pk).await?),
             };
-            let kind = next.apply(&event);
+            let applied = next.apply(&event);
             let draft = Draft {
                 pk: &pk,
                 seq: next.seq,
-                kind,
+                repeat_of: applied.repeat_of,
+                kind: applied.kind,
                 status: next.status,
                 expires_at: self.retention.expires_at(event.received_at),
                 now,
@@ -596,6 +597,7 @@ impl DynamoStore {
             received_at: event.received_at,
             status: d.status,
             expires_at: d.expires_at,
+            repeat_of: d.repeat_of.as_ref(),
         };
         let item = fields.item(d.pk, body);
         let put = Put::builder()
@@ -790,6 +792,8 @@ struct Draft<'a> {
     /// Kind after the session refined it (first in-call status → `meeting.started`).
     kind: EventKind,
     status: Status,
+    /// The first event of the outcome this one repeats.
+    repeat_of: Option<EventId>,
     expires_at: i64,
     now: i64,
     /// Random per attempt, kept on the idempotency record.
@@ -804,6 +808,7 @@ impl Draft<'_> {
             self.kind,
             self.status,
             self.expires_at,
+            self.repeat_of,
         ))
     }
 }
@@ -863,6 +868,7 @@ struct EventFields<'a> {
     received_at: DateTime<Utc>,
     status: Status,
     expires_at: i64,
+    repeat_of: Option<&'a EventId>,
 }
 
 impl<'a> EventFields<'a> {
@@ -890,6 +896,9 @@ impl<'a> EventFields<'a> {
         }
         if let Some(at) = self.occurred_at {
             item.insert("occurred_at".to_owned(), s(at));
+        }
+        if let Some(first) = self.repeat_of {
+            item.insert("repeat_of".to_owned(), s(first.as_str()));
         }
         match body {
             StoredBody::Inline(bytes) => {
@@ -966,6 +975,12 @@ impl EventItem {
                 received_at,
                 status,
                 expires_at: get_n(item, TTL_ATTRIBUTE)?,
+                repeat_of: match opt_s(item, "repeat_of")? {
+                    Some(id) => {
+                        Some(EventId::parse(&id).ok_or_else(|| corrupt(item, "bad repeat_of"))?)
+                    }
+                    None => None,
+                },
                 body: String::new(),
             },
             body,

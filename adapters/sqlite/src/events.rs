@@ -43,8 +43,15 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows one purge step deletes; purges run between append batches in steps this small so
 /// they never hold the writer (and the appends queued behind it) for long.
 const PURGE_STEP: u32 = 1000;
-/// Bumped when the schema changes; a file from a newer build is refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the schema changes; a file from a newer build is refused rather than misread,
+/// one from an older build is migrated (`MIGRATIONS`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// What turns a file of version N (index N - 1) into version N + 1.
+const MIGRATIONS: [&str; 1] = [
+    // 2: an outcome delivered again by another path names the first one.
+    "ALTER TABLE events ADD COLUMN repeat_of TEXT;",
+];
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS events (
@@ -62,6 +69,7 @@ CREATE TABLE IF NOT EXISTS events (
     status       TEXT    NOT NULL,
     expires_at   INTEGER NOT NULL,
     body         TEXT    NOT NULL,
+    repeat_of    TEXT,
     UNIQUE (bot_id, seq),
     UNIQUE (bot_id, event_id)
 ) STRICT;
@@ -78,7 +86,7 @@ CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 /// Column list shared by every event read; `body` last so lookups that stop early never
 /// touch its overflow pages.
 const EVENT_COLUMNS: &str = "id, bot_id, event_id, seq, idem_key, kind, source_event, family, \
-     status_code, occurred_at, received_at, status, expires_at, body";
+     status_code, occurred_at, received_at, status, expires_at, repeat_of, body";
 
 /// The SQLite event store. Cheap to share behind an `Arc`; dropping it stops the writer
 /// after the requests already queued.
@@ -355,8 +363,23 @@ fn configure_writer(conn: &Connection) -> Result<(), Fault> {
             "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
         )));
     }
+    // A file that has tables already is migrated step by step; a new one gets the schema.
+    let has_tables: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+        [],
+        |r| r.get(0),
+    )?;
+    let migrations: String = if has_tables {
+        MIGRATIONS
+            .iter()
+            .skip(usize::try_from(version.max(1) - 1).unwrap_or(0))
+            .copied()
+            .collect()
+    } else {
+        String::new()
+    };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {migrations} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
@@ -688,7 +711,8 @@ fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Resul
 
     let mut session = load_session(conn, &event.bot_id)?
         .unwrap_or_else(|| Session::new(event.bot_id.clone(), event.received_at));
-    let kind = session.apply(&event);
+    let applied = session.apply(&event);
+    let kind = applied.kind;
     let seq = i64::try_from(session.seq)
         .map_err(|_| Fault::Corrupt(format!("session seq {} overflows", session.seq)))?;
     let expires_at = retention.expires_at(event.received_at);
@@ -697,8 +721,8 @@ fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Resul
         .to_rfc3339_opts(SecondsFormat::Nanos, true);
     conn.prepare_cached(
         "INSERT INTO events (bot_id, seq, event_id, idem_key, kind, source_event, family, \
-         status_code, occurred_at, received_at, status, expires_at, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         status_code, occurred_at, received_at, status, expires_at, repeat_of, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(rusqlite::params![
         bot,
@@ -713,6 +737,7 @@ fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Resul
         received_at,
         session.status.as_str(),
         expires_at,
+        applied.repeat_of.as_ref().map(EventId::as_str),
         event.body,
     ])?;
 
@@ -728,7 +753,12 @@ fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Resul
     let status = session.status;
     let seq = session.seq;
     Ok(Appended::Stored(StoredEvent::from_new(
-        event, seq, kind, status, expires_at,
+        event,
+        seq,
+        kind,
+        status,
+        expires_at,
+        applied.repeat_of,
     )))
 }
 
@@ -793,7 +823,11 @@ fn read_event(row: &Row<'_>) -> Result<StoredEvent, Fault> {
             .with_timezone(&Utc),
         status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         expires_at: row.get(12)?,
-        body: row.get(13)?,
+        repeat_of: match row.get::<_, Option<String>>(13)? {
+            Some(id) => Some(EventId::parse(&id).ok_or_else(|| corrupt("repeat_of", &id))?),
+            None => None,
+        },
+        body: row.get(14)?,
     })
 }
 
@@ -892,6 +926,35 @@ mod tests {
             .unwrap()
         };
         assert_eq!((count(&good), count(&bad)), (2, 0));
+    }
+
+    /// A file written by the build before `repeat_of` existed opens, keeps its events and
+    /// takes new ones.
+    #[tokio::test]
+    async fn a_version_1_file_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let v1 = SCHEMA.replace("    repeat_of    TEXT,\n", "");
+            conn.execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path, RETENTION).unwrap();
+        let bot = fresh_bot("migrated");
+        let e = new_event(&bot, "k1", EventKind::MeetingCompleted, None, "{}".into());
+        let first = store.append(e).await.unwrap();
+        let e = new_event(&bot, "k2", EventKind::MeetingCompleted, None, "{}".into());
+        let Appended::Stored(again) = store.append(e).await.unwrap() else {
+            panic!("stored");
+        };
+        assert_eq!(again.repeat_of.as_ref(), Some(first.event_id()));
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

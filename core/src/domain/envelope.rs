@@ -44,6 +44,7 @@ pub struct Status<'a> {
     pub code: Option<Cow<'a, str>>,
     pub created_at: Option<Cow<'a, str>>,
     pub error_type: Option<Cow<'a, str>>,
+    pub error_code: Option<Cow<'a, str>>,
     pub error_message: Option<Cow<'a, str>>,
     pub attempt: Option<u64>,
     pub max: Option<u64>,
@@ -54,6 +55,7 @@ struct RawStatus<'a> {
     code: Option<&'a RawValue>,
     created_at: Option<&'a RawValue>,
     error_type: Option<&'a RawValue>,
+    error_code: Option<&'a RawValue>,
     error_message: Option<&'a RawValue>,
     attempt: Option<&'a RawValue>,
     max: Option<&'a RawValue>,
@@ -65,6 +67,7 @@ impl<'a> RawStatus<'a> {
             code: self.code.and_then(text),
             created_at: self.created_at.and_then(text),
             error_type: self.error_type.and_then(text),
+            error_code: self.error_code.and_then(text),
             error_message: self.error_message.and_then(text),
             attempt: self.attempt.and_then(number),
             max: self.max.and_then(number),
@@ -299,6 +302,7 @@ impl<'a> Status<'a> {
             code: own(self.code),
             created_at: own(self.created_at),
             error_type: own(self.error_type),
+            error_code: own(self.error_code),
             error_message: own(self.error_message),
             attempt: self.attempt,
             max: self.max,
@@ -320,6 +324,7 @@ fn read_status(json: &str) -> Option<RawStatus<'_>> {
                     "code" => &mut out.code,
                     "created_at" => &mut out.created_at,
                     "error_type" => &mut out.error_type,
+                    "error_code" => &mut out.error_code,
                     "error_message" => &mut out.error_message,
                     "attempt" => &mut out.attempt,
                     "max" => &mut out.max,
@@ -353,9 +358,12 @@ pub fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
         .map(Cow::Owned)
 }
 
-/// A leaf as a whole number, when it is one.
+/// A leaf as a whole number, when it is one (or a string of digits).
 pub fn number(raw: &RawValue) -> Option<u64> {
-    raw.get().parse().ok()
+    raw.get()
+        .parse()
+        .ok()
+        .or_else(|| text(raw).and_then(|t| t.trim().parse().ok()))
 }
 
 pub fn is_null(raw: &RawValue) -> bool {

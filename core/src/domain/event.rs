@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::bot_id::BotId;
-use crate::domain::session::Status;
+use crate::domain::session::{BotError, Outcome, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventKind {
@@ -143,8 +143,15 @@ pub struct NewEvent {
     pub status_code: Option<String>,
     /// When the sender says it happened (`status.created_at`, `sent_at`), as sent.
     pub occurred_at: Option<String>,
-    /// Error the sender reports (failure events, `meeting_error`), for the session.
-    pub error: Option<String>,
+    /// Error the sender reports (failure outcomes, failure signals such as `meeting_error`),
+    /// for the session (boxed: most events have none, and the event travels by value).
+    pub error: Option<Box<BotError>>,
+    /// `status.attempt` / `status.max` of a v2 `retrying` signal.
+    pub attempt: Option<u32>,
+    pub max: Option<u32>,
+    /// The outcome this event reports when its kind alone does not say (a `bot.reconciled`);
+    /// overrides the kind's.
+    pub outcome: Option<Outcome>,
     pub received_at: DateTime<Utc>,
     /// The body exactly as received (valid UTF-8 JSON).
     pub body: String,
@@ -167,6 +174,9 @@ pub struct StoredEvent {
     pub status: Status,
     /// Unix seconds after which the store may drop the event (`RETENTION_DAYS`).
     pub expires_at: i64,
+    /// This event reports an outcome the session already had, first stored as this event: it
+    /// changed nothing, and browsers show it as a repeat.
+    pub repeat_of: Option<EventId>,
     pub body: String,
 }
 
@@ -177,6 +187,7 @@ impl StoredEvent {
         kind: EventKind,
         status: Status,
         expires_at: i64,
+        repeat_of: Option<EventId>,
     ) -> Self {
         Self {
             bot_id: new.bot_id,
@@ -191,6 +202,7 @@ impl StoredEvent {
             received_at: new.received_at,
             status,
             expires_at,
+            repeat_of,
             body: new.body,
         }
     }

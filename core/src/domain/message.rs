@@ -43,6 +43,8 @@ pub fn snapshot(bot_id: &str, session: Option<&Session>) -> String {
                 "last_event_id": s.last_event_id,
                 "meeting_started": s.meeting_started,
                 "error": s.error,
+                "attempt": s.attempt,
+                "max": s.max,
                 "created_at": rfc3339(s.created_at),
                 "last_updated": rfc3339(s.last_updated),
             },
@@ -106,6 +108,11 @@ pub fn status_update(event: &StoredEvent, body: Option<&str>) -> String {
     if let Some(code) = &event.status_code {
         msg.insert("status_code".into(), json!(code));
     }
+    // An outcome the session already had, by another path: changed nothing, not news.
+    if let Some(first) = &event.repeat_of {
+        msg.insert("repeat".into(), json!(true));
+        msg.insert("repeat_of".into(), json!(first));
+    }
     let body_missing = body.is_none();
     // The transcript travels once, at the top level, not twice.
     if transcript.is_some() {
@@ -161,8 +168,28 @@ mod tests {
             received_at: chrono::Utc::now(),
             status: Status::Completed,
             expires_at: 0,
+            repeat_of: None,
             body: body.into(),
         }
+    }
+
+    #[test]
+    fn a_repeat_says_so() {
+        let mut e = stored(
+            EventKind::MeetingCompleted,
+            r#"{"event":"complete","data":{}}"#,
+        );
+        let plain: serde_json::Value =
+            serde_json::from_str(&status_update(&e, Some(&e.body))).unwrap();
+        assert!(plain.get("repeat").is_none());
+        let first = EventId::derive(&e.bot_id, "first");
+        e.repeat_of = Some(first.clone());
+        let msg: serde_json::Value =
+            serde_json::from_str(&status_update(&e, Some(&e.body))).unwrap();
+        assert_eq!(
+            (&msg["repeat"], &msg["repeat_of"]),
+            (&json!(true), &json!(first))
+        );
     }
 
     #[test]

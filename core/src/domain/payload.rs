@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use crate::domain::bot_id::{BotId, BotIdError};
 use crate::domain::envelope::{self, Data, Envelope, Status, Top, text};
 use crate::domain::event::{EventKind, Family};
+use crate::domain::session::BotError;
 
 /// Bot id under which account-level calendar events (which name no bot) are kept, so that an
 /// authenticated delivery is never refused (Svix would retry a 4xx for days, then disable us).
@@ -24,7 +25,13 @@ pub struct Payload {
     pub source_event: String,
     pub status_code: Option<String>,
     pub occurred_at: Option<String>,
+    /// The reported error as one line (`code: message`), for display.
     pub error: Option<String>,
+    /// The reported error as `{code, message}`.
+    pub error_info: Option<BotError>,
+    /// `status.attempt` / `status.max` (v2 `retrying`).
+    pub attempt: Option<u32>,
+    pub max: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -99,7 +106,12 @@ impl Payload {
             None => None,
         }
         .or_else(|| data.and_then(|d| d.sent_at).and_then(text));
-        let error = data.and_then(|d| error_of(d, status.as_ref()));
+        let error_info = data.and_then(|d| error_parts(d, status.as_ref()));
+        let count = |n: Option<u64>| n.and_then(|n| u32::try_from(n).ok());
+        let (attempt, max) = match &status {
+            Some(s) => (count(s.attempt), count(s.max)),
+            None => (None, None),
+        };
 
         Ok(Self {
             bot_id,
@@ -108,7 +120,10 @@ impl Payload {
             source_event,
             status_code: status_code.map(Cow::into_owned),
             occurred_at: occurred_at.map(Cow::into_owned),
-            error,
+            error: error_info.as_ref().map(BotError::to_string),
+            error_info,
+            attempt,
+            max,
         })
     }
 }
@@ -183,22 +198,22 @@ fn find_bot_id(obj: &Envelope<'_>, data: Option<&Data<'_>>) -> Result<Option<Bot
     Ok(None)
 }
 
-fn error_of(data: &Data<'_>, status: Option<&Status<'_>>) -> Option<String> {
+/// The error a delivery reports, as `{code, message}`: v2 `error_code`/`error_message`, v1
+/// `error`/`message`, or a status change's `status.error_type`/`status.error_code` and
+/// `status.error_message`.
+fn error_parts(data: &Data<'_>, status: Option<&Status<'_>>) -> Option<BotError> {
     let code = data
         .error_code
         .and_then(text)
         .or_else(|| data.error.and_then(text))
-        .or_else(|| status.and_then(|s| s.error_type.clone()));
+        .or_else(|| status.and_then(|s| s.error_type.clone()))
+        .or_else(|| status.and_then(|s| s.error_code.clone()));
     let message = data
         .error_message
         .and_then(text)
         .or_else(|| data.message.and_then(text))
         .or_else(|| status.and_then(|s| s.error_message.clone()));
-    match (code, message) {
-        (Some(c), Some(m)) => Some(format!("{c}: {m}")),
-        (Some(one), None) | (None, Some(one)) => Some(one.into_owned()),
-        (None, None) => None,
-    }
+    BotError::new(code.map(Cow::into_owned), message.map(Cow::into_owned))
 }
 
 #[cfg(test)]

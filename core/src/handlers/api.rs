@@ -314,6 +314,8 @@ struct EventOut<'a> {
     status: crate::domain::session::Status,
     status_code: Option<&'a str>,
     timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeat_of: Option<&'a EventId>,
     payload: &'a RawValue,
 }
 
@@ -333,6 +335,7 @@ impl<'a> EventOut<'a> {
             timestamp: e
                 .received_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            repeat_of: e.repeat_of.as_ref(),
             payload,
         })
     }

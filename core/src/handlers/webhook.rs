@@ -166,7 +166,10 @@ impl Intake {
             family: payload.family,
             status_code: payload.status_code,
             occurred_at: payload.occurred_at,
-            error: payload.error,
+            error: payload.error_info.map(Box::new),
+            attempt: payload.attempt,
+            max: payload.max,
+            outcome: None,
             received_at: now,
             // Kept exactly as sent.
             body: text.to_owned(),

@@ -38,6 +38,9 @@ pub fn new_event(
         status_code: code.map(str::to_owned),
         occurred_at: None,
         error: None,
+        attempt: None,
+        max: None,
+        outcome: None,
         received_at: Utc::now(),
         body,
     }
@@ -355,6 +358,87 @@ pub async fn ensure_session_creates_once_and_never_disturbs(store: Arc<dyn Event
 
 /// Expands to one `#[tokio::test]` per contract case; `$make` is an async expression that
 /// yields an `Arc<dyn EventStore>` built with [`RETENTION`].
+/// An event with every field set comes back from `event()` and `events_after()` exactly as
+/// `append` returned it (times to the nanosecond).
+pub async fn every_field_round_trips(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("fields");
+    let body = testdata::v1_status_change(
+        bot.as_str(),
+        "in_waiting_room",
+        "2026-11-29T09:00:00.123+02:00",
+    );
+    let mut event = new_event(
+        &bot,
+        "d:msg_every_field",
+        EventKind::BotStatusChange,
+        Some("in_waiting_room"),
+        body,
+    );
+    event.source_event = "bot.status_change".to_owned();
+    event.family = Family::V2;
+    event.occurred_at = Some("2026-11-29T09:00:00.123+02:00".to_owned());
+    event.received_at = chrono::DateTime::parse_from_rfc3339("2026-11-29T07:00:01.123456789Z")
+        .expect("time")
+        .with_timezone(&Utc);
+    let Appended::Stored(stored) = store.append(event).await.expect("append") else {
+        panic!("first delivery must be stored");
+    };
+    assert_eq!(stored.family, Family::V2);
+    assert_eq!(stored.status_code.as_deref(), Some("in_waiting_room"));
+    assert_eq!(stored.received_at.timestamp_subsec_nanos(), 123_456_789);
+    let by_id = store
+        .event(&bot, &stored.event_id)
+        .await
+        .expect("event")
+        .expect("found");
+    assert_eq!(by_id, stored);
+    let page = store.events_after(&bot, 0, 10).await.expect("list");
+    assert_eq!(page.events, vec![stored]);
+}
+
+/// The same outcome by a second path (webhook, then callback) is stored under its own key
+/// as a repeat of the first, and changes nothing.
+pub async fn an_outcome_by_a_second_path_is_a_repeat(store: Arc<dyn EventStore>) {
+    let bot = fresh_bot("repeat");
+    let body = |n: u32| format!(r#"{{"event":"complete","data":{{"bot_id":"{bot}","n":{n}}}}}"#);
+    let first = store
+        .append(new_event(
+            &bot,
+            "d:webhook",
+            EventKind::MeetingCompleted,
+            None,
+            body(1),
+        ))
+        .await
+        .expect("append");
+    let again = store
+        .append(new_event(
+            &bot,
+            "b:callback",
+            EventKind::MeetingCompleted,
+            None,
+            body(2),
+        ))
+        .await
+        .expect("append");
+    let Appended::Stored(again) = again else {
+        panic!("another delivery is another event");
+    };
+    assert_eq!(again.repeat_of.as_ref(), Some(first.event_id()));
+    assert_eq!(again.status, Status::Completed);
+    let read = store
+        .event(&bot, &again.event_id)
+        .await
+        .expect("event")
+        .expect("found");
+    assert_eq!(read.repeat_of.as_ref(), Some(first.event_id()));
+    let page = store.events_after(&bot, 0, 10).await.expect("list");
+    assert_eq!(page.events[0].repeat_of, None);
+    assert_eq!(page.events[1].repeat_of.as_ref(), Some(first.event_id()));
+    let session = store.session(&bot).await.expect("session").expect("exists");
+    assert_eq!((session.status, session.seq), (Status::Completed, 2));
+}
+
 #[macro_export]
 macro_rules! event_store_contract {
     ($make:expr) => {
@@ -367,7 +451,9 @@ macro_rules! event_store_contract {
             ttl_is_set_from_retention,
             list_pages_in_order,
             reads_of_unknown_things_are_empty,
-            ensure_session_creates_once_and_never_disturbs
+            ensure_session_creates_once_and_never_disturbs,
+            every_field_round_trips,
+            an_outcome_by_a_second_path_is_a_repeat
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
