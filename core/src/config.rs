@@ -1,6 +1,7 @@
 //! Settings from the environment, read once at start-up by each host (the README's table).
 
 use crate::domain::auth::AuthSettings;
+use crate::ports::meetingbaas::ApiVersion;
 use crate::ports::store::Retention;
 
 /// Default cap on a webhook body; Lambda's synchronous payload limit is 6 MB.
@@ -20,6 +21,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub client_secret: Option<String>,
     pub meetingbaas_api_url: String,
+    /// The MeetingBaaS API the control routes call (`MEETINGBAAS_API_VERSION`, default v1).
+    pub meetingbaas_api_version: ApiVersion,
     pub public_base_url: Option<String>,
     pub events_table: String,
     pub connections_table: String,
@@ -78,8 +81,16 @@ impl Config {
                     expected: "milliseconds from 100 to 60000",
                 })?,
         };
+        let meetingbaas_api_version = match get("MEETINGBAAS_API_VERSION") {
+            None => ApiVersion::default(),
+            Some(v) => ApiVersion::parse(&v).ok_or(ConfigError::Invalid {
+                name: "MEETINGBAAS_API_VERSION",
+                expected: "v1 or v2",
+            })?,
+        };
         Ok(Self {
             meetingbaas_timeout,
+            meetingbaas_api_version,
             auth: AuthSettings {
                 api_keys: get("MEETINGBAAS_API_KEY"),
                 webhook_secret: get("MEETINGBAAS_WEBHOOK_SECRET"),
@@ -140,7 +151,14 @@ mod tests {
         assert_eq!(c.cors_allow_origins, vec!["https://a", "https://b"]);
         assert!(cfg(&[("RETENTION_DAYS", "0")]).is_err());
         assert!(cfg(&[("MAX_BODY_BYTES", "lots")]).is_err());
+        assert_eq!(c.meetingbaas_api_version, ApiVersion::V1, "default");
         // Blank values count as unset.
+        assert_eq!(
+            cfg(&[("MEETINGBAAS_API_VERSION", " ")])
+                .unwrap()
+                .meetingbaas_api_version,
+            ApiVersion::V1
+        );
         assert!(
             cfg(&[("MEETINGBAAS_API_KEY", "  ")])
                 .unwrap()
@@ -148,5 +166,21 @@ mod tests {
                 .api_keys
                 .is_none()
         );
+    }
+
+    #[test]
+    fn api_version_is_v1_or_v2() {
+        for (raw, want) in [("v1", ApiVersion::V1), ("v2", ApiVersion::V2)] {
+            assert_eq!(
+                cfg(&[("MEETINGBAAS_API_VERSION", raw)])
+                    .unwrap()
+                    .meetingbaas_api_version,
+                want
+            );
+        }
+        for bad in ["v3", "V2", "2", "latest"] {
+            let err = cfg(&[("MEETINGBAAS_API_VERSION", bad)]).unwrap_err();
+            assert_eq!(err.to_string(), "MEETINGBAAS_API_VERSION must be v1 or v2");
+        }
     }
 }

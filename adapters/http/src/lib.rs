@@ -111,6 +111,14 @@ pub fn api_router(api: Arc<ApiHandler>, cors_origins: &[String]) -> Router {
             post(stop).options(no_content),
         )
         .route(
+            "/api/meeting-bot/{bot}/resend",
+            post(resend).options(no_content),
+        )
+        .route(
+            "/api/meeting-bot/{bot}/retry-callback",
+            post(retry_callback).options(no_content),
+        )
+        .route(
             "/api/meeting-bot/{bot}/status",
             get(status).options(no_content),
         )
@@ -258,6 +266,36 @@ async fn stop(
             let claims = bearer(&api, &headers)?;
             let Path(bot) = path.map_err(|e| path_error(&e))?;
             api.stop(&claims, &bot).await
+        }
+        .await,
+    )
+}
+
+async fn resend(
+    State(api): State<Arc<ApiHandler>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    Answer(
+        async {
+            let claims = bearer(&api, &headers)?;
+            let Path(bot) = path.map_err(|e| path_error(&e))?;
+            api.resend(&claims, &bot).await
+        }
+        .await,
+    )
+}
+
+async fn retry_callback(
+    State(api): State<Arc<ApiHandler>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    Answer(
+        async {
+            let claims = bearer(&api, &headers)?;
+            let Path(bot) = path.map_err(|e| path_error(&e))?;
+            api.retry_callback(&claims, &bot).await
         }
         .await,
     )

@@ -1,12 +1,13 @@
-//! The MeetingBaaS API calls the control routes make (v1: create a bot, remove it, set the
-//! account webhook URL), with a bounded timeout and errors that say what MeetingBaaS said
-//! without ever repeating our key.
+//! The MeetingBaaS API calls the control routes make, in the API version the client is built
+//! for (v1: create a bot, remove it, set the account webhook URL; v2: create a bot, make it leave,
+//! resend its final webhook, retry its callback), with a bounded timeout and errors that say what
+//! MeetingBaaS said without ever repeating our key or the callback secret we sent.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use relay_core::BotId;
-use relay_core::ports::meetingbaas::{MeetingBaas, MeetingBaasError};
+use relay_core::ports::meetingbaas::{ApiVersion, CallbackConfig, MeetingBaas, MeetingBaasError};
 use serde_json::Value;
 
 pub use relay_core::ports::meetingbaas::DEFAULT_TIMEOUT;
@@ -17,12 +18,14 @@ pub struct MeetingBaasClient {
     base: String,
     api_key: Option<String>,
     timeout: Duration,
+    version: ApiVersion,
 }
 
 impl std::fmt::Debug for MeetingBaasClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeetingBaasClient")
             .field("base", &self.base)
+            .field("version", &self.version)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -30,7 +33,8 @@ impl std::fmt::Debug for MeetingBaasClient {
 
 impl MeetingBaasClient {
     /// `api_keys`: the `MEETINGBAAS_API_KEY` setting; its first key authenticates our calls.
-    pub fn new(base: &str, api_keys: Option<&str>, timeout: Duration) -> Self {
+    /// `version`: the API the calls go to (`MEETINGBAAS_API_VERSION`).
+    pub fn new(base: &str, api_keys: Option<&str>, timeout: Duration, version: ApiVersion) -> Self {
         let api_key = api_keys
             .and_then(|keys| keys.split(',').map(str::trim).find(|k| !k.is_empty()))
             .map(str::to_owned);
@@ -44,6 +48,7 @@ impl MeetingBaasClient {
             base: base.trim_end_matches('/').to_owned(),
             api_key,
             timeout,
+            version,
         }
     }
 
@@ -51,7 +56,20 @@ impl MeetingBaasClient {
         self.api_key.as_deref().ok_or(MeetingBaasError::NoKey)
     }
 
-    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, MeetingBaasError> {
+    fn unsupported(&self, call: &'static str) -> MeetingBaasError {
+        MeetingBaasError::Unsupported {
+            call,
+            version: self.version,
+        }
+    }
+
+    /// Sends `req` with our key; an error status comes back as `Upstream` with MeetingBaaS's
+    /// message, our key and every one of `sent_secrets` replaced by `<redacted>`.
+    async fn call(
+        &self,
+        req: reqwest::RequestBuilder,
+        sent_secrets: &[&str],
+    ) -> Result<Value, MeetingBaasError> {
         let resp = req
             .header("x-meeting-baas-api-key", self.key()?)
             .send()
@@ -84,11 +102,20 @@ impl MeetingBaasClient {
                         .unwrap_or_else(|| v.to_string())
                 })
             })
-            .unwrap_or_else(|| text.chars().take(300).collect());
-        let mut message: String = message.chars().take(300).collect();
-        if let Some(key) = &self.api_key {
-            message = message.replace(key.as_str(), "<redacted>");
+            .unwrap_or_else(|| text.chars().take(4096).collect());
+        // Redacted before it is cut short, so no prefix of a secret survives the cut.
+        let mut message = message;
+        for secret in self
+            .api_key
+            .as_deref()
+            .into_iter()
+            .chain(sent_secrets.iter().copied())
+        {
+            if !secret.is_empty() {
+                message = message.replace(secret, "<redacted>");
+            }
         }
+        let message: String = message.chars().take(300).collect();
         Err(MeetingBaasError::Upstream {
             status: status.as_u16(),
             message,
@@ -96,37 +123,101 @@ impl MeetingBaasClient {
     }
 }
 
+/// The new bot's id in a create-bot answer (v1 `{"bot_id"}`, v2 `{"data":{"bot_id"}}`).
+fn bot_id_of(out: &Value) -> Option<String> {
+    out.get("bot_id")
+        .or_else(|| out.get("data").and_then(|d| d.get("bot_id")))
+        .and_then(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        })
+}
+
 #[async_trait]
 impl MeetingBaas for MeetingBaasClient {
-    /// `POST /bots/`: returns the new bot's id (v1 `{"bot_id"}`, v2 `{"data":{"bot_id"}}`).
+    fn version(&self) -> ApiVersion {
+        self.version
+    }
+
+    /// v1 `POST /bots/`, v2 `POST /v2/bots`: returns the new bot's id.
     async fn create_bot(&self, body: &Value) -> Result<String, MeetingBaasError> {
+        let path = match self.version {
+            ApiVersion::V1 => "/bots/",
+            ApiVersion::V2 => "/v2/bots",
+        };
+        // A v2 body carries our callback secret; MeetingBaaS may echo the body in an error.
+        let secret = body
+            .pointer("/callback_config/secret")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let out = self
-            .call(self.http.post(format!("{}/bots/", self.base)).json(body))
+            .call(
+                self.http.post(format!("{}{path}", self.base)).json(body),
+                &[secret],
+            )
             .await?;
-        out.get("bot_id")
-            .or_else(|| out.get("data").and_then(|d| d.get("bot_id")))
-            .and_then(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| v.as_u64().map(|n| n.to_string()))
-            })
-            .ok_or(MeetingBaasError::NoBotId)
+        bot_id_of(&out).ok_or(MeetingBaasError::NoBotId)
     }
 
-    /// `DELETE /bots/{bot_id}`: the bot leaves its meeting.
+    /// v1 `DELETE /bots/{bot_id}`, v2 `POST /v2/bots/{bot_id}/leave`: the bot leaves its meeting.
     async fn remove_bot(&self, bot: &BotId) -> Result<(), MeetingBaasError> {
-        self.call(self.http.delete(format!("{}/bots/{bot}", self.base)))
-            .await
-            .map(|_| ())
+        let req = match self.version {
+            ApiVersion::V1 => self.http.delete(format!("{}/bots/{bot}", self.base)),
+            ApiVersion::V2 => self.http.post(format!("{}/v2/bots/{bot}/leave", self.base)),
+        };
+        self.call(req, &[]).await.map(|_| ())
     }
 
-    /// `POST /accounts/webhook_url`: the account's default webhook URL.
+    /// v1 `POST /accounts/webhook_url`: the account's default webhook URL.
     async fn set_account_webhook(&self, url: &str) -> Result<(), MeetingBaasError> {
+        if self.version != ApiVersion::V1 {
+            return Err(self.unsupported("setting the account webhook URL"));
+        }
         let body = serde_json::json!({ "webhook_url": url });
         self.call(
             self.http
                 .post(format!("{}/accounts/webhook_url", self.base))
                 .json(&body),
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// v2 `POST /v2/bots/{bot_id}/resend-webhook`.
+    async fn resend_final_webhook(&self, bot: &BotId) -> Result<(), MeetingBaasError> {
+        if self.version != ApiVersion::V2 {
+            return Err(self.unsupported("resend-webhook"));
+        }
+        self.call(
+            self.http
+                .post(format!("{}/v2/bots/{bot}/resend-webhook", self.base)),
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// v2 `POST /v2/bots/{bot_id}/retry-callback` with `{url, method: "POST", secret}`.
+    async fn retry_callback(
+        &self,
+        bot: &BotId,
+        callback: &CallbackConfig,
+    ) -> Result<(), MeetingBaasError> {
+        if self.version != ApiVersion::V2 {
+            return Err(self.unsupported("retry-callback"));
+        }
+        let body = serde_json::json!({
+            "url": callback.url,
+            "method": "POST",
+            "secret": callback.secret,
+        });
+        self.call(
+            self.http
+                .post(format!("{}/v2/bots/{bot}/retry-callback", self.base))
+                .json(&body),
+            &[callback.secret.as_str()],
         )
         .await
         .map(|_| ())

@@ -30,8 +30,10 @@ async fn main() -> Result<(), Error> {
             &config.meetingbaas_api_url,
             config.auth.api_keys.as_deref(),
             config.meetingbaas_timeout,
+            config.meetingbaas_api_version,
         )),
         public_base_url: config.public_base_url.clone(),
+        callback_secret: config.auth.callback_secret.clone(),
     };
     let api = Arc::new(ApiHandler::new(tokens, events, control));
     run(relay_http::with_json_fallbacks(relay_http::api_router(

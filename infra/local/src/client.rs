@@ -176,14 +176,27 @@ pub struct SetAccountUrlArgs {
     api: RelayApi,
 }
 
-/// Calls a control route with a short-lived control token for all bots.
-async fn control_call(api: &RelayApi, path: &str, body: serde_json::Value) -> CliResult {
+#[derive(clap::Args)]
+pub struct BotArgs {
+    /// The bot's id (as `relay bots start` printed it).
+    bot_id: String,
+    #[command(flatten)]
+    api: RelayApi,
+}
+
+/// Calls a control route with a short-lived (5 minutes) control token for `bots`.
+async fn control_call(
+    api: &RelayApi,
+    bots: &[&str],
+    path: &str,
+    body: serde_json::Value,
+) -> CliResult {
     let config = Config::from_env()?;
     let keys = TokenKeys::new(&client_secret(&config, &api.data)?)?;
     let token = keys.mint(&Claims {
         sub: "relay-cli".into(),
         exp: chrono::Utc::now().timestamp() + 300,
-        bots: vec!["*".into()],
+        bots: bots.iter().map(|b| (*b).to_owned()).collect(),
         scope: Scope::Control,
     })?;
     let http = reqwest::Client::builder()
@@ -209,6 +222,7 @@ async fn control_call(api: &RelayApi, path: &str, body: serde_json::Value) -> Cl
 pub async fn bots_start(args: BotsStartArgs) -> CliResult {
     control_call(
         &args.api,
+        &["*"],
         "/api/meeting-bot/start",
         json!({"meeting_url": args.meeting_url, "bot_name": args.name}),
     )
@@ -218,8 +232,22 @@ pub async fn bots_start(args: BotsStartArgs) -> CliResult {
 pub async fn set_account_url(args: SetAccountUrlArgs) -> CliResult {
     control_call(
         &args.api,
+        &["*"],
         "/api/meeting-bot/configure-webhook",
         json!({"webhook_url": args.url}),
+    )
+    .await
+}
+
+/// A control verb about one bot (`stop`, `resend`, `retry-callback`): a token for that bot
+/// only, then `POST /api/meeting-bot/{bot_id}/{verb}`.
+pub async fn bot_call(args: BotArgs, verb: &str) -> CliResult {
+    let bot = relay_core::BotId::parse(&args.bot_id)?;
+    control_call(
+        &args.api,
+        &[bot.as_str()],
+        &format!("/api/meeting-bot/{bot}/{verb}"),
+        json!({}),
     )
     .await
 }

@@ -58,6 +58,12 @@ enum Command {
 enum BotsCommand {
     /// Send a bot into a meeting; prints its id and a read token for it.
     Start(client::BotsStartArgs),
+    /// Make a bot leave its meeting.
+    Stop(client::BotArgs),
+    /// Ask MeetingBaaS to send a bot's final webhook again (MeetingBaaS v2).
+    Resend(client::BotArgs),
+    /// Ask MeetingBaaS to send a bot's callback again, to this relay (MeetingBaaS v2).
+    RetryCallback(client::BotArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,6 +108,15 @@ fn main() -> ExitCode {
             Command::Bots {
                 command: BotsCommand::Start(args),
             } => client::bots_start(args).await,
+            Command::Bots {
+                command: BotsCommand::Stop(args),
+            } => client::bot_call(args, "stop").await,
+            Command::Bots {
+                command: BotsCommand::Resend(args),
+            } => client::bot_call(args, "resend").await,
+            Command::Bots {
+                command: BotsCommand::RetryCallback(args),
+            } => client::bot_call(args, "retry-callback").await,
             Command::Webhook {
                 command: WebhookCommand::SetAccountUrl(args),
             } => client::set_account_url(args).await,

@@ -172,8 +172,10 @@ pub async fn run(args: ServeArgs) -> CliResult {
             &config.meetingbaas_api_url,
             config.auth.api_keys.as_deref(),
             config.meetingbaas_timeout,
+            config.meetingbaas_api_version,
         )),
         public_base_url: config.public_base_url.clone(),
+        callback_secret: config.auth.callback_secret.clone(),
     };
     let api = Arc::new(ApiHandler::new(tokens, events, control));
     let dev_routes = Router::new()
