@@ -19,15 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::create_table::CreateTableError;
-use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest,
-    KeySchemaElement, KeyType, Put, ScalarAttributeType, TableDescription, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, WriteRequest,
+    AttributeValue, ConditionCheck, Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -36,10 +31,17 @@ use relay_core::domain::token::Scope;
 use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore};
 use relay_core::ports::store::StoreError;
 
-type Item = HashMap<String, AttributeValue>;
+use crate::attr::{Item, get_n, get_s, n, s};
+use crate::error::{backoff, build_error, unavailable};
+pub use crate::table::TTL_ATTRIBUTE;
+use crate::table::{TableSpec, ensure_table};
 
-/// The attribute DynamoDB's TTL reads (unix seconds).
-pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// Tries at a transaction that lost a race: exponential with full jitter, 25 ms doubling up
+/// to 1 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    backoff(attempt, Duration::from_millis(25), Duration::from_secs(1))
+}
+
 const META: &str = "META";
 const CONN: &str = "CONN#";
 const SUB: &str = "SUB#";
@@ -49,8 +51,6 @@ const BATCH: usize = 25;
 /// (`TransactionConflict`), and at re-sending a batch's unprocessed items. The SDK already
 /// retries throttling and transient errors itself; these two it leaves to the caller.
 const ATTEMPTS: u32 = 6;
-/// How long [`ensure_connections_table`] waits for a new table to become ACTIVE.
-const TABLE_WAIT: Duration = Duration::from_secs(120);
 
 /// The DynamoDB connection store. Cheap to clone: the SDK client inside is shared.
 #[derive(Clone)]
@@ -154,7 +154,7 @@ impl DynamoConnections {
                     return Ok(false);
                 }
                 if codes.contains(&"TransactionConflict") && attempt < ATTEMPTS {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(retry_backoff(attempt)).await;
                     continue;
                 }
                 return Err(StoreError::Unavailable(format!(
@@ -196,7 +196,7 @@ impl DynamoConnections {
                         pending.len()
                     )));
                 }
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(retry_backoff(attempt)).await;
             }
         }
         Ok(())
@@ -375,167 +375,17 @@ impl ConnectionStore for DynamoConnections {
 /// Creates the connections table if it does not exist (on-demand capacity, keys `pk`/`sk`),
 /// waits until it is ACTIVE, checks its keys, and turns TTL on `expires_at` on. Idempotent;
 /// safe to run from several processes at once.
+/// Creates the connections table when it is missing, waits until it is ACTIVE and makes sure
+/// TTL is on `expires_at` ([`ensure_table`]).
 pub async fn ensure_connections_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let existing = describe_table(client, table).await?;
-    if existing.is_none() {
-        create_table(client, table).await?;
-    }
-    let desc = wait_active(client, table).await?;
-    check_keys(table, &desc)?;
-    ensure_ttl(client, table).await
-}
-
-async fn describe_table(
-    client: &Client,
-    table: &str,
-) -> Result<Option<TableDescription>, StoreError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(out) => Ok(out.table),
-        Err(SdkError::ServiceError(e))
-            if matches!(e.err(), DescribeTableError::ResourceNotFoundException(_)) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(unavailable(table, "DescribeTable", &e)),
-    }
-}
-
-async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let op = "CreateTable";
-    let mut request = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (name, key_type) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
-        request = request
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| build_error(op, &e))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(key_type)
-                    .build()
-                    .map_err(|e| build_error(op, &e))?,
-            );
-    }
-    match request.send().await {
-        Ok(_) => Ok(()),
-        // Another process created it between our describe and create: fine.
-        Err(SdkError::ServiceError(e))
-            if matches!(e.err(), CreateTableError::ResourceInUseException(_)) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(unavailable(table, op, &e)),
-    }
-}
-
-async fn wait_active(client: &Client, table: &str) -> Result<TableDescription, StoreError> {
-    let deadline = tokio::time::Instant::now() + TABLE_WAIT;
-    loop {
-        let desc = describe_table(client, table).await?;
-        match desc.as_ref().and_then(|d| d.table_status()) {
-            Some(TableStatus::Active) => {
-                if let Some(desc) = desc {
-                    return Ok(desc);
-                }
-            }
-            // Being created (or not yet visible after creation): keep waiting.
-            Some(TableStatus::Creating | TableStatus::Updating) | None => {}
-            Some(other) => {
-                return Err(StoreError::Unavailable(format!(
-                    "dynamodb table {table} is {}, not ACTIVE",
-                    other.as_str()
-                )));
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::Unavailable(format!(
-                "dynamodb table {table} did not become ACTIVE within {}s",
-                TABLE_WAIT.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// A table with other keys would make every request fail with a validation error; say so
-/// once, at startup.
-fn check_keys(table: &str, desc: &TableDescription) -> Result<(), StoreError> {
-    let has = |name: &str, key_type: KeyType| {
-        desc.key_schema()
-            .iter()
-            .any(|k| k.attribute_name() == name && k.key_type() == &key_type)
-    };
-    if desc.key_schema().len() == 2 && has("pk", KeyType::Hash) && has("sk", KeyType::Range) {
-        Ok(())
-    } else {
-        Err(StoreError::Unavailable(format!(
-            "dynamodb table {table} exists but its keys are not pk (HASH) / sk (RANGE)"
-        )))
-    }
-}
-
-async fn ensure_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
-    let (status, attribute) = describe_ttl(client, table).await?;
-    match status {
-        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-            if attribute.as_deref() == Some(TTL_ATTRIBUTE) =>
-        {
-            return Ok(());
-        }
-        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => {
-            return Err(StoreError::Unavailable(format!(
-                "dynamodb table {table} has TTL on {attribute:?}, not {TTL_ATTRIBUTE}"
-            )));
-        }
-        _ => {}
-    }
-    let spec = TimeToLiveSpecification::builder()
-        .enabled(true)
-        .attribute_name(TTL_ATTRIBUTE)
-        .build()
-        .map_err(|e| build_error("UpdateTimeToLive", &e))?;
-    let updated = client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(spec)
-        .send()
-        .await;
-    if let Err(e) = updated {
-        // Another process may have enabled it meanwhile ("TTL is already enabled").
-        let (status, attribute) = describe_ttl(client, table).await?;
-        let on = matches!(
-            status,
-            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-        ) && attribute.as_deref() == Some(TTL_ATTRIBUTE);
-        if !on {
-            return Err(unavailable(table, "UpdateTimeToLive", &e));
-        }
-    }
-    Ok(())
-}
-
-async fn describe_ttl(
-    client: &Client,
-    table: &str,
-) -> Result<(Option<TimeToLiveStatus>, Option<String>), StoreError> {
-    let out = client
-        .describe_time_to_live()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| unavailable(table, "DescribeTimeToLive", &e))?;
-    let desc = out.time_to_live_description;
-    Ok((
-        desc.as_ref().and_then(|d| d.time_to_live_status().cloned()),
-        desc.and_then(|d| d.attribute_name),
-    ))
+    ensure_table(
+        client,
+        table,
+        TableSpec {
+            new_image_stream: false,
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -609,36 +459,6 @@ fn delete_request(key: Item) -> Result<WriteRequest, StoreError> {
     Ok(WriteRequest::builder().delete_request(delete).build())
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!(
-            "connections item lacks string attribute {name}"
-        ))),
-    }
-}
-
-fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::N(v)) => v.parse().map_err(|_| {
-            StoreError::Corrupt(format!(
-                "connections item attribute {name} = {v:?} is not an integer"
-            ))
-        }),
-        _ => Err(StoreError::Corrupt(format!(
-            "connections item lacks number attribute {name}"
-        ))),
-    }
-}
-
 fn now() -> i64 {
     Utc::now().timestamp()
 }
@@ -646,45 +466,6 @@ fn now() -> i64 {
 /// Logs a subscribe that wrote nothing.
 fn skipped(id: &ConnectionId, bot: &BotId, why: &str) {
     tracing::debug!(connection = %id, bot = %bot, why, "subscribe skipped: connection {why}");
-}
-
-/// Exponential with full jitter, 25 ms doubling up to 1 s.
-fn backoff(attempt: u32) -> Duration {
-    let cap = 25u64.saturating_mul(1 << attempt.min(6)).min(1000);
-    Duration::from_millis(rand::random_range(cap / 2..=cap))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// Every SDK failure means "try again later" to the caller. The message names the operation
-/// and the error code, never the SDK's full text: some service messages quote the signed
-/// request, credentials included.
-fn unavailable<E>(table: &str, op: &str, err: &SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata,
-{
-    let why = match err {
-        SdkError::TimeoutError(_) => "timed out".to_owned(),
-        SdkError::DispatchFailure(f) if f.is_timeout() => "timed out".to_owned(),
-        SdkError::DispatchFailure(f) if f.is_io() => "endpoint unreachable".to_owned(),
-        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
-        SdkError::ConstructionFailure(_) => {
-            "request could not be built (region or credentials?)".to_owned()
-        }
-        SdkError::ResponseError(_) => "response could not be read".to_owned(),
-        SdkError::ServiceError(e) => match err.code() {
-            Some(code) => code.to_owned(),
-            // An answer without an error code (a 5xx from a proxy or an emulator).
-            None => format!("HTTP {}", e.raw().status().as_u16()),
-        },
-        _ => "unknown SDK error".to_owned(),
-    };
-    StoreError::Unavailable(format!("dynamodb {op} on {table}: {why}"))
-}
-
-fn build_error(op: &str, e: &BuildError) -> StoreError {
-    StoreError::Unavailable(format!("dynamodb {op}: request could not be built: {e}"))
 }
 
 #[cfg(test)]
@@ -707,13 +488,6 @@ mod tests {
             let json = serde_json::to_string(&scope).unwrap();
             assert_eq!(json, format!("\"{}\"", scope_str(scope)));
             assert_eq!(parse_scope(scope_str(scope)), Some(scope));
-        }
-    }
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 0..40 {
-            assert!(backoff(attempt) <= Duration::from_secs(1));
         }
     }
 }

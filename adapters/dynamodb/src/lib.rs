@@ -2,10 +2,13 @@
 //! decoding of the events table's stream records into domain events ([`stream`]), and the SDK
 //! client they share ([`client`]). Both stores pass the core's contract suites against moto.
 
+mod attr;
 pub mod client;
 pub mod connections;
+mod error;
 pub mod events;
 pub mod stream;
+pub mod table;
 
 pub use client::{client_for, sdk_config};
 pub use connections::{DynamoConnections, ensure_connections_table};

@@ -3,14 +3,11 @@
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::AttributeValue;
-use relay_core::domain::bot_id::BotId;
 use relay_core::domain::event::StoredEvent;
 use relay_core::handlers::fanout::{FanoutHandler, StreamedEvent};
 use relay_core::ports::store::StoreError;
 
-use crate::events::{BodyRef, EventItem, Item, KIND_EVENT, corrupt, get_s};
+use crate::events::{BodyRef, EventDoc, EventItem};
 
 /// One stream record: an event to fan out, a record of another item kind (sessions,
 /// idempotency records, chunks: nothing to send), or one that cannot be decoded.
@@ -75,48 +72,18 @@ pub fn event_from_stream_image(
     image: &serde_dynamo::Item,
 ) -> Result<Option<(StoredEvent, bool)>, StoreError> {
     match image.get("kind") {
-        Some(serde_dynamo::AttributeValue::S(k)) if k == KIND_EVENT => {}
+        Some(serde_dynamo::AttributeValue::S(k)) if k == "event" => {}
         _ => return Ok(None),
     }
-    let item: Item = image
-        .iter()
-        .map(|(k, v)| (k.clone(), from_stream_value(v)))
-        .collect();
-    let bot = BotId::parse(get_s(&item, "bot_id")?).map_err(|_| corrupt(&item, "bad bot_id"))?;
-    let EventItem { mut meta, body } = EventItem::parse(&item, &bot)?;
+    let doc: EventDoc = serde_dynamo::from_item(image.clone())
+        .map_err(|e| StoreError::Corrupt(format!("stream record of an event item: {e}")))?;
+    let bot = doc.bot_id.clone();
+    let EventItem { mut meta, body } = doc.into_event(&bot)?;
     match body {
         BodyRef::Inline(compressed) => {
-            let raw = zstd::stream::decode_all(compressed.as_slice()).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "body of {} does not decompress: {e}",
-                    meta.event_id
-                ))
-            })?;
-            meta.body = String::from_utf8(raw).map_err(|_| {
-                StoreError::Corrupt(format!("body of {} is not UTF-8", meta.event_id))
-            })?;
+            meta.body = crate::events::decompress_body(&meta.event_id, &compressed)?;
             Ok(Some((meta, true)))
         }
         BodyRef::Chunked { .. } => Ok(Some((meta, false))),
-    }
-}
-
-fn from_stream_value(v: &serde_dynamo::AttributeValue) -> AttributeValue {
-    use serde_dynamo::AttributeValue as D;
-    match v {
-        D::S(s) => AttributeValue::S(s.clone()),
-        D::N(n) => AttributeValue::N(n.clone()),
-        D::B(b) => AttributeValue::B(Blob::new(b.clone())),
-        D::Bool(b) => AttributeValue::Bool(*b),
-        D::Null(b) => AttributeValue::Null(*b),
-        D::M(m) => AttributeValue::M(
-            m.iter()
-                .map(|(k, v)| (k.clone(), from_stream_value(v)))
-                .collect(),
-        ),
-        D::L(l) => AttributeValue::L(l.iter().map(from_stream_value).collect()),
-        D::Ss(v) => AttributeValue::Ss(v.clone()),
-        D::Ns(v) => AttributeValue::Ns(v.clone()),
-        D::Bs(v) => AttributeValue::Bs(v.iter().map(|b| Blob::new(b.clone())).collect()),
     }
 }

@@ -1,0 +1,229 @@
+//! Table provisioning, one way for both tables: on-demand, string keys `pk` (HASH) and `sk`
+//! (RANGE), TTL on `expires_at`, and for the events table a NEW_IMAGE stream. Idempotent and
+//! safe when several processes start at once, so the local host and the tests call it at
+//! every start; on AWS the template owns the tables.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType, TableDescription, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+use relay_core::ports::store::StoreError;
+
+use crate::error::{build_error, unavailable};
+
+/// Name of the TTL attribute every item of both tables carries.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// How long [`ensure_table`] waits for a table to become ACTIVE.
+const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
+
+/// What a table needs beyond the common shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSpec {
+    /// A NEW_IMAGE stream (the events table's, which feeds the fan-out).
+    pub new_image_stream: bool,
+}
+
+/// Creates `table` when it is missing, waits until it is ACTIVE, checks its keys and makes
+/// sure its stream (when asked for) and TTL are on.
+pub async fn ensure_table(client: &Client, table: &str, spec: TableSpec) -> Result<(), StoreError> {
+    let mut desc = match describe(client, table).await? {
+        Some(desc) => desc,
+        None => create(client, table, spec).await?,
+    };
+    if desc.table_status() != Some(&TableStatus::Active) {
+        desc = wait_active(client, table).await?;
+    }
+    check_keys(table, &desc)?;
+    if spec.new_image_stream {
+        match desc.stream_specification().filter(|s| s.stream_enabled()) {
+            Some(s) if s.stream_view_type() == Some(&StreamViewType::NewImage) => {}
+            Some(s) => {
+                return Err(StoreError::Unavailable(format!(
+                    "dynamodb table {table} streams {:?}, the fan-out needs NEW_IMAGE",
+                    s.stream_view_type()
+                )));
+            }
+            None => {
+                client
+                    .update_table()
+                    .table_name(table)
+                    .stream_specification(new_image_stream()?)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(table, "UpdateTable (stream)", &e))?;
+                wait_active(client, table).await?;
+            }
+        }
+    }
+    ensure_ttl(client, table).await
+}
+
+async fn describe(client: &Client, table: &str) -> Result<Option<TableDescription>, StoreError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(out.table),
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), DescribeTableError::ResourceNotFoundException(_)) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(unavailable(table, "DescribeTable", &e)),
+    }
+}
+
+async fn create(
+    client: &Client,
+    table: &str,
+    spec: TableSpec,
+) -> Result<TableDescription, StoreError> {
+    let op = "CreateTable";
+    let mut request = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, key_type) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
+        request = request
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| build_error(op, &e))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(key_type)
+                    .build()
+                    .map_err(|e| build_error(op, &e))?,
+            );
+    }
+    if spec.new_image_stream {
+        request = request.stream_specification(new_image_stream()?);
+    }
+    match request.send().await {
+        Ok(_) => {}
+        // Another process created it first: fine, wait for it like for our own.
+        Err(SdkError::ServiceError(e))
+            if matches!(e.err(), CreateTableError::ResourceInUseException(_)) => {}
+        Err(e) => return Err(unavailable(table, op, &e)),
+    }
+    wait_active(client, table).await
+}
+
+fn new_image_stream() -> Result<StreamSpecification, StoreError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewImage)
+        .build()
+        .map_err(|e| build_error("stream specification", &e))
+}
+
+async fn wait_active(client: &Client, table: &str) -> Result<TableDescription, StoreError> {
+    let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_WAIT;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let desc = describe(client, table).await?;
+        match desc {
+            Some(desc) if desc.table_status() == Some(&TableStatus::Active) => return Ok(desc),
+            Some(desc)
+                if !matches!(
+                    desc.table_status(),
+                    Some(TableStatus::Creating | TableStatus::Updating) | None
+                ) =>
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "dynamodb table {table} is {:?}, not ACTIVE",
+                    desc.table_status()
+                )));
+            }
+            // Being created or updated, or not yet visible after creation: keep waiting.
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "dynamodb table {table} did not become ACTIVE within {}s",
+                TABLE_ACTIVE_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// A table with other keys would make every request fail with a validation error; say so
+/// once, at startup.
+fn check_keys(table: &str, desc: &TableDescription) -> Result<(), StoreError> {
+    let keys: Vec<(&str, &KeyType)> = desc
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    if keys == [("pk", &KeyType::Hash), ("sk", &KeyType::Range)] {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "dynamodb table {table} has keys {keys:?}, expected pk (HASH) and sk (RANGE)"
+        )))
+    }
+}
+
+async fn ensure_ttl(client: &Client, table: &str) -> Result<(), StoreError> {
+    let on = |(status, attribute): &(Option<TimeToLiveStatus>, Option<String>)| {
+        matches!(
+            status,
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ) && attribute.as_deref() == Some(TTL_ATTRIBUTE)
+    };
+    let current = describe_ttl(client, table).await?;
+    if on(&current) {
+        return Ok(());
+    }
+    if let (Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling), attribute) = &current {
+        return Err(StoreError::Unavailable(format!(
+            "dynamodb table {table} has TTL on {attribute:?}, not {TTL_ATTRIBUTE}"
+        )));
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name(TTL_ATTRIBUTE)
+        .build()
+        .map_err(|e| build_error("UpdateTimeToLive", &e))?;
+    let updated = client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(spec)
+        .send()
+        .await;
+    if let Err(e) = updated {
+        // Another process may have enabled it meanwhile ("TTL is already enabled").
+        if !on(&describe_ttl(client, table).await?) {
+            return Err(unavailable(table, "UpdateTimeToLive", &e));
+        }
+    }
+    Ok(())
+}
+
+async fn describe_ttl(
+    client: &Client,
+    table: &str,
+) -> Result<(Option<TimeToLiveStatus>, Option<String>), StoreError> {
+    let out = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| unavailable(table, "DescribeTimeToLive", &e))?;
+    let desc = out.time_to_live_description;
+    Ok((
+        desc.as_ref().and_then(|d| d.time_to_live_status().cloned()),
+        desc.and_then(|d| d.attribute_name),
+    ))
+}
