@@ -54,6 +54,13 @@ pub struct ServeArgs {
     /// Close every WebSocket after this many seconds (API Gateway: 7200).
     #[arg(long, default_value_t = 7200)]
     ws_max_lifetime: u64,
+    /// Close a WebSocket whose client is this many bytes behind (queued, not yet written).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    ws_max_queue_bytes: usize,
+    /// Close a WebSocket whose client is this many seconds behind (its oldest unwritten
+    /// message); also the bound of one write to a socket.
+    #[arg(long, default_value_t = 30)]
+    ws_max_lag: u64,
     /// Posts in flight at once per fan-out batch.
     #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = relay_core::handlers::fanout::DEFAULT_CONCURRENCY)]
     fanout_concurrency: usize,
@@ -138,6 +145,8 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let limits = Limits {
         idle: Duration::from_secs(args.ws_idle_timeout),
         lifetime: Duration::from_secs(args.ws_max_lifetime),
+        max_queue_bytes: args.ws_max_queue_bytes.max(1),
+        max_lag: Duration::from_secs(args.ws_max_lag.max(1)),
     };
     let gw = Gateway::new(subscriptions, limits, faults);
     let fanout = Arc::new(FanoutHandler::new(
