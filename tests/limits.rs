@@ -183,3 +183,67 @@ async fn idle_and_lifetime_limits_close_sockets_whose_client_does_not_read() {
     drop(silent);
     pinger.abort();
 }
+
+/// A subscribed client of `bot` that has had its `connected` and snapshot messages.
+async fn subscriber(relay: &Relay, bot: &str) -> WsClient {
+    let mut c = WsClient::connect(relay, &token(&[bot], 3600))
+        .await
+        .expect("connect");
+    c.send(json!({"action": "subscribe", "bot_id": bot}));
+    let first = c.next(WAIT).await.expect("connected");
+    assert_eq!(first["type"], "connected", "{first}");
+    let snap = c.next(WAIT).await.expect("snapshot");
+    c.resume_from(bot, snap["seq"].as_u64().unwrap_or(0));
+    c
+}
+
+async fn post_event(relay: &Relay, bot: &str) {
+    let body = json!({"event": "bot.status_change", "data": {"bot_id": bot, "status": {"code": "in_call_recording"}}});
+    let (status, _, text) =
+        post_webhook(&http(), relay, &json_key_headers(), body.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_http_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = RelayOptions::new(dir.path());
+    opts.extra_args = vec!["--http-header-timeout".into(), "2".into()];
+    opts.max_open_files = Some(256);
+    let relay = Relay::start(opts);
+    let addr = relay.base.trim_start_matches("http://").to_owned();
+    // More idle connections than the relay has file descriptors: the ones it cannot accept
+    // yet wait in the listen backlog.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut closed = tokio::task::JoinSet::new();
+    for mut s in idle {
+        closed.spawn(async move {
+            let mut buf = [0u8; 64];
+            // EOF (or a reset): the relay closed it.
+            matches!(
+                tokio::time::timeout(Duration::from_secs(120), s.read(&mut buf)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        });
+    }
+    let mut n = 0;
+    while let Some(r) = closed.join_next().await {
+        assert!(r.expect("task"), "an idle connection was never closed");
+        n += 1;
+    }
+    assert_eq!(n, 300);
+    // The relay still takes webhooks and fans them out.
+    let bot = format!("fd-{}", std::process::id());
+    let mut c = subscriber(&relay, &bot).await;
+    post_event(&relay, &bot).await;
+    let got = c.events(&bot, 1, WAIT).await;
+    assert_eq!(got[0]["bot_id"], bot.as_str());
+}

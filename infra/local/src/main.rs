@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod gateway;
+mod http_server;
 mod secrets;
 mod serve;
 mod stream;

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// message); also the bound of one write to a socket.
     #[arg(long, default_value_t = 30)]
     ws_max_lag: u64,
+    /// Close an HTTP connection that has not sent a whole request head after this many
+    /// seconds; also the idle keep-alive timeout (the same timer waits for the next request).
+    #[arg(long, default_value_t = 30)]
+    http_header_timeout: u64,
+    /// Answer 408 to a request (body included) not done after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    http_request_timeout: u64,
     /// Posts in flight at once per fan-out batch.
     #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = relay_core::handlers::fanout::DEFAULT_CONCURRENCY)]
     fanout_concurrency: usize,
@@ -209,12 +216,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .layer(axum::middleware::map_request(with_request_id));
 
     tracing::info!(addr = %addr, store = source_name, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let http_limits = crate::http_server::HttpLimits {
+        header: Duration::from_secs(args.http_header_timeout.max(1)),
+        request: Duration::from_secs(args.http_request_timeout.max(1)),
+    };
+    crate::http_server::serve(listener, app, http_limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
