@@ -247,3 +247,229 @@ async fn idle_http_connections_are_closed_after_the_header_timeout() {
     let got = c.events(&bot, 1, WAIT).await;
     assert_eq!(got[0]["bot_id"], bot.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn frames_over_128_kb_are_refused_whatever_their_size_in_both_directions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(dir.path(), &[]);
+    // Client to relay: 1009 for a frame just over the limit and for one far over it.
+    for size in [128 * 1024 + 1, 1024 * 1024, 4 * 1024 * 1024] {
+        let (ws, _, _) = raw_client(&relay).await;
+        // As a browser does: the frame goes out while the client reads.
+        let (mut sink, mut stream) = ws.split();
+        let sending = tokio::spawn(async move { sink.send(Message::text("x".repeat(size))).await });
+        let end = tokio::time::timeout(WAIT, async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    _ => break None,
+                }
+            }
+        })
+        .await;
+        assert_eq!(end.ok(), Some(Some(1009)), "a {size}-byte frame");
+        sending.abort();
+    }
+    // Relay to client: a post over the limit is refused as API Gateway refuses it, in JSON,
+    // whatever its size; one at the limit is delivered.
+    let (mut ws, _, id) = raw_client(&relay).await;
+    let client = http();
+    for size in [128 * 1024 + 1, 3 * 1024 * 1024] {
+        let resp = client
+            .post(relay.url(&format!("/@connections/{id}")))
+            .body("x".repeat(size))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 413, "a {size}-byte post");
+        assert_eq!(
+            resp.headers()
+                .get("x-amzn-errortype")
+                .and_then(|v| v.to_str().ok()),
+            Some("PayloadTooLargeException")
+        );
+        let body: serde_json::Value = resp.json().await.expect("a JSON body");
+        assert!(body["message"].is_string(), "{body}");
+    }
+    let at_limit = "y".repeat(128 * 1024);
+    assert_eq!(post_to(&client, &relay, &id, at_limit.clone()).await, 200);
+    let got = tokio::time::timeout(WAIT, ws.next()).await.expect("frame");
+    assert!(matches!(got, Some(Ok(Message::Text(t))) if t.as_str() == at_limit));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_routes_answer_this_machine_only_and_in_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = RelayOptions::new(dir.path());
+    opts.bare = true;
+    let relay = Relay::start(opts);
+    let port = port_of(&relay);
+    let client = http();
+    let ask = |host: String, origin: Option<String>| {
+        let mut req = client
+            .post(relay.url("/api/dev/token"))
+            .header("host", host)
+            .header("content-type", "application/json")
+            .body(r#"{"bot_id":"dev-bot"}"#);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        async move {
+            let resp = req.send().await.expect("send");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+            (status, body)
+        }
+    };
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let (status, body) = ask(host.clone(), None).await;
+        assert_eq!(status, 200, "{host}: {body}");
+        assert!(body["token"].is_string());
+        let (status, _) = ask(host.clone(), Some(format!("http://{host}"))).await;
+        assert_eq!(status, 200, "{host} with its own origin");
+    }
+    for (host, origin) in [
+        (format!("evil.example:{port}"), None),
+        ("localhost".to_owned(), None),
+        (format!("localhost:{}", port.wrapping_add(1)), None),
+        (
+            format!("localhost:{port}"),
+            Some("http://evil.example".to_owned()),
+        ),
+        (
+            format!("localhost:{port}"),
+            Some(format!("http://127.0.0.1:{port}")),
+        ),
+    ] {
+        let (status, body) = ask(host.clone(), origin.clone()).await;
+        assert_eq!(status, 403, "{host} {origin:?}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let info = client
+        .get(relay.url("/api/dev/info"))
+        .header("host", "rebound.example")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(info.status().as_u16(), 403);
+    // The extractor's own refusals are JSON too.
+    for (ct, body) in [
+        ("text/plain", "{}"),
+        ("application/json", "{not json"),
+        ("application/json", "{}"),
+    ] {
+        let resp = client
+            .post(relay.url("/api/dev/test-event"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{ct} {body}: {status}");
+        let json: serde_json::Value = resp.json().await.expect("a JSON error");
+        assert!(json["error"].is_string(), "{json}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_idle_and_stalled_websockets_exits_within_the_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut relay = start(
+        dir.path(),
+        &["--ws-max-queue-bytes", "268435456", "--ws-max-lag", "3600"],
+    );
+    let mut reader = WsClient::connect(&relay, &token(&["*"], 3600))
+        .await
+        .expect("connect");
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        idle.push(raw_client(&relay).await);
+    }
+    // One client's writer stalled: it reads nothing and has megabytes queued.
+    let client = http();
+    let chunk = "x".repeat(100 * 1024);
+    let stalled = &idle[0].2;
+    for _ in 0..80 {
+        assert_eq!(post_to(&client, &relay, stalled, chunk.clone()).await, 200);
+    }
+    let started = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(relay.pid().to_string())
+        .status();
+    let closed = reader.next(WAIT).await.expect("close");
+    assert_eq!(
+        (closed["type"].as_str(), closed["code"].as_u64()),
+        (Some("__closed"), Some(1001))
+    );
+    let status = relay.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "relay did not exit cleanly within 20 s of SIGTERM: {status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    drop(idle);
+}
+
+#[test]
+fn relay_token_refuses_a_huge_ttl() {
+    for ttl in [
+        "99999999999999999d",
+        "18446744073709551615s",
+        "9223372036854775807s",
+        "3651d",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["token", "--bot", "b", "--ttl", ttl])
+            .env("RELAY_CLIENT_SECRET", CLIENT_SECRET)
+            .output()
+            .expect("run relay token");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "--ttl {ttl} minted {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(out.stdout.is_empty());
+        assert!(stderr.contains("too large"), "--ttl {ttl}: {stderr}");
+    }
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["token", "--bot", "b", "--ttl", "3650d"])
+        .env("RELAY_CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .expect("run relay token");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compressed_webhook_is_refused_with_415() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(dir.path(), &[]);
+    let mut headers = json_key_headers();
+    headers.push(("content-encoding", "gzip".to_owned()));
+    let (status, body, text) = post_webhook(&http(), &relay, &headers, "{}").await;
+    assert_eq!(status, 415, "{text}");
+    assert_eq!(
+        body,
+        json!({"error": "content-encoding gzip is not supported; send the body uncompressed"})
+    );
+    // Before authentication, as the content type's check.
+    let (status, _, _) = post_webhook(
+        &http(),
+        &relay,
+        &[("content-encoding", "gzip".to_owned())],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 415);
+}

@@ -197,6 +197,24 @@ pub struct Gateway {
     sockets: Mutex<HashMap<ConnectionId, Socket>>,
     limits: Limits,
     faults: Faults,
+    /// Socket tasks still running (closing ones included).
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a socket task from its start to its very end.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Running {
+    fn start(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Failures injected into the management API, for the tests of retries and dead letters.
@@ -253,6 +271,7 @@ impl Gateway {
             sockets: Mutex::new(HashMap::new()),
             limits,
             faults,
+            running: Arc::default(),
         })
     }
 
@@ -328,12 +347,13 @@ impl Gateway {
         queues.len()
     }
 
-    /// Sockets still open.
+    /// Sockets still open or closing.
     pub fn open_sockets(&self) -> usize {
-        self.sockets.lock().map(|s| s.len()).unwrap_or(0)
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn run_socket(self: Arc<Self>, id: ConnectionId, socket: WebSocket, q: Arc<Outq>) {
+        let _running = Running::start(&self.running);
         let (sink, mut stream) = socket.split();
         let last_active = self
             .sockets
@@ -399,11 +419,14 @@ impl Gateway {
             writer.abort();
         }
         // The client's answering close frame (bounded): closing with unread input would reset
-        // the connection before the client read our close frame.
+        // the connection before the client read our close frame. After a read error (a frame
+        // over the limit, still arriving) nothing more can be read: the grace is waited out.
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            while let Some(Ok(frame)) = stream.next().await {
-                if matches!(frame, Message::Close(_)) {
-                    break;
+            loop {
+                match stream.next().await {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) => std::future::pending::<()>().await,
                 }
             }
         })

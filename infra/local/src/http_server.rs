@@ -36,6 +36,8 @@ use tower_service::Service;
 pub struct HttpLimits {
     pub header: Duration,
     pub request: Duration,
+    /// After the shutdown signal, how long connections get to finish before they are dropped.
+    pub drain: Duration,
 }
 
 /// The whole-request bound, as a layer on the router.
@@ -55,7 +57,8 @@ pub fn with_request_timeout(app: Router, limit: Duration) -> Router {
 }
 
 /// Serves `app` until `shutdown` resolves, then stops accepting, lets every connection finish
-/// its request in flight, and returns once they have (each bounded by the timeouts above).
+/// its request in flight, and returns once they have or `limits.drain` has passed (a client
+/// that hangs never holds the process).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -118,5 +121,13 @@ pub async fn serve(
     drop(listener);
     drop(stop_rx);
     let _ = stop_tx.send(());
-    stop_tx.closed().await;
+    if tokio::time::timeout(limits.drain, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = stop_tx.receiver_count(),
+            "connections still open after the drain timeout: dropping them"
+        );
+    }
 }

@@ -108,6 +108,8 @@ fn main() -> ExitCode {
             } => client::set_account_url(args).await,
         }
     });
+    // Tasks still running (a stalled socket's, a blocking store call) do not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
