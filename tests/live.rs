@@ -456,6 +456,41 @@ async fn concurrent_identical_deliveries_reach_each_subscriber_once(mode: Mode) 
     }
 }
 
+/// A token's expiry binds its connection: once past it, the next event of its bot brings the
+/// `token_expired` error and a close, never the event.
+async fn an_expired_token_gets_token_expired_and_a_close_not_events(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let bot = unique_bot("exp");
+    let ttl = 4;
+    let mut c = WsClient::connect(&relay, &token(&[&bot], ttl))
+        .await
+        .expect("connect");
+    let expires = std::time::Instant::now() + Duration::from_secs(ttl as u64);
+    c.send(json!({"action": "subscribe", "bot_id": bot}));
+    assert_eq!(c.next(WAIT).await.expect("connected")["type"], "connected");
+    let snap = c.next(WAIT).await.expect("snapshot");
+    c.resume_from(&bot, snap["seq"].as_u64().expect("seq"));
+    post_status(&relay, &bot, 1).await;
+    assert_eq!(seqs(&c.events(&bot, 1, WAIT).await), vec![1]);
+    // Past the expiry (whole seconds: one more for the rounding).
+    tokio::time::sleep_until((expires + Duration::from_millis(1500)).into()).await;
+    post_status(&relay, &bot, 2).await;
+    let rest = c.drain(WAIT.min(Duration::from_secs(10))).await;
+    assert_eq!(
+        rest.len(),
+        2,
+        "the error and the close, nothing else: {rest:?}"
+    );
+    assert_eq!(
+        (rest[0]["type"].as_str(), rest[0]["code"].as_str()),
+        (Some("error"), Some("token_expired")),
+        "{rest:?}"
+    );
+    assert!(rest[0]["message"].is_string(), "{rest:?}");
+    assert_eq!(rest[1]["type"], "__closed", "{rest:?}");
+}
+
 macro_rules! both_stores {
     ($($case:ident),*) => {
         mod sqlite {
@@ -480,7 +515,8 @@ both_stores!(
     a_vanished_client_is_pruned_on_the_next_fan_out,
     transient_failures_are_retried_and_poison_goes_to_the_dead_letters,
     a_big_completion_is_truncated_live_and_whole_over_rest,
-    concurrent_identical_deliveries_reach_each_subscriber_once
+    concurrent_identical_deliveries_reach_each_subscriber_once,
+    an_expired_token_gets_token_expired_and_a_close_not_events
 );
 
 /// The local API Gateway's own protocol, whatever the store.
@@ -494,7 +530,7 @@ mod gateway {
             .await
             .expect("subs");
         assert_eq!(ids.len(), 1);
-        ids[0].to_string()
+        ids[0].id.to_string()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -52,6 +52,8 @@ pub struct RelayOptions {
     pub env: Vec<(String, String)>,
     /// No secrets in the environment: development mode, as a new user first runs it.
     pub bare: bool,
+    /// Run under `ulimit -n` this many open files (through `sh -c`).
+    pub max_open_files: Option<u32>,
 }
 
 impl RelayOptions {
@@ -61,6 +63,7 @@ impl RelayOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             bare: false,
+            max_open_files: None,
         }
     }
 }
@@ -75,7 +78,16 @@ impl Relay {
             opts.data_dir.display().to_string(),
         ];
         args.extend(opts.extra_args.iter().cloned());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay"));
+        let mut cmd = match opts.max_open_files {
+            None => Command::new(env!("CARGO_BIN_EXE_relay")),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_relay"));
+                sh
+            }
+        };
         cmd.args(&args);
         for var in SETTINGS {
             cmd.env_remove(var);
@@ -172,6 +184,20 @@ impl Relay {
                 Instant::now() < deadline,
                 "relay did not exit after SIGTERM"
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `within` for the process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -286,6 +312,61 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` still holds the server side of the loopback TCP connection whose
+/// client end is `client_port` (Linux: /proc/net/tcp and the process's fds).
+pub fn holds_connection(pid: u32, server_port: u16, client_port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        panic!("/proc/net/tcp is unreadable");
+    };
+    let port_of = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, inode) = (cols.get(1)?, cols.get(2)?, cols.get(9)?);
+            (port_of(local) == Some(server_port) && port_of(remote) == Some(client_port))
+                .then(|| inode.to_string())
+        })
+        .filter(|inode| inode != "0")
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.to_string_lossy() == format!("socket:[{inode}]"))
+        })
+}
+
+/// The listen port of a relay.
+pub fn port_of(relay: &Relay) -> u16 {
+    relay
+        .base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port")
+}
+
+/// The connection ids of `$connect`s, in the order the relay logged them.
+pub fn connected_ids(relay: &Relay) -> Vec<String> {
+    relay
+        .output()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["route"] == "$connect" && v["status"] == 200)
+        .filter_map(|v| v["connection_id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 pub fn free_port() -> u16 {

@@ -87,8 +87,41 @@ async fn local_config(
         .build()
 }
 
+/// Gone (410) or a failure worth a retry.
+fn push_error<E>(
+    e: &aws_sdk_apigatewaymanagement::error::SdkError<
+        E,
+        aws_sdk_apigatewaymanagement::config::http::HttpResponse,
+    >,
+    gone: bool,
+) -> PushError
+where
+    E: std::error::Error + 'static,
+{
+    if gone || e.raw_response().is_some_and(|r| r.status().as_u16() == 410) {
+        return PushError::Gone;
+    }
+    PushError::Failed(aws_sdk_apigatewaymanagement::error::DisplayErrorContext(e).to_string())
+}
+
 #[async_trait]
 impl Pusher for ApiGatewayPusher {
+    async fn close(&self, connection: &ConnectionId) -> Result<(), PushError> {
+        match self
+            .client
+            .delete_connection()
+            .connection_id(connection.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let gone = e.as_service_error().is_some_and(|s| s.is_gone_exception());
+                Err(push_error(&e, gone))
+            }
+        }
+    }
+
     async fn send(&self, connection: &ConnectionId, message: &str) -> Result<(), PushError> {
         let result = self
             .client

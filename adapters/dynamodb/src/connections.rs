@@ -28,7 +28,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use relay_core::domain::bot_id::BotId;
 use relay_core::domain::token::Scope;
-use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore};
+use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore, Subscriber};
 use relay_core::ports::store::StoreError;
 
 use crate::attr::{Item, get_n, get_s, n, s};
@@ -91,6 +91,22 @@ impl DynamoConnections {
         live_only: bool,
         op: &str,
     ) -> Result<Vec<String>, StoreError> {
+        self.query_items(pk, prefix, live_only, "sk", op)
+            .await?
+            .iter()
+            .map(|item| get_s(item, "sk").map(str::to_owned))
+            .collect()
+    }
+
+    /// Every item of `pk` whose `sk` starts with `prefix` (all pages), with `projection`.
+    async fn query_items(
+        &self,
+        pk: String,
+        prefix: &str,
+        live_only: bool,
+        projection: &str,
+        op: &str,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut keys = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -103,7 +119,7 @@ impl DynamoConnections {
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
                 .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":prefix", s(prefix))
-                .projection_expression("sk")
+                .projection_expression(projection)
                 .set_limit(self.page_limit)
                 .set_exclusive_start_key(start.take());
             if live_only {
@@ -115,9 +131,7 @@ impl DynamoConnections {
                 .send()
                 .await
                 .map_err(|e| unavailable(&self.table, op, &e))?;
-            for item in page.items.unwrap_or_default() {
-                keys.push(get_s(&item, "sk")?.to_owned());
-            }
+            keys.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(keys),
@@ -293,12 +307,12 @@ impl ConnectionStore for DynamoConnections {
             .table_name(&self.table)
             .set_key(Some(meta_key(id)))
             .consistent_read(true)
-            .projection_expression(TTL_ATTRIBUTE)
+            .projection_expression("expires_at, token_exp")
             .send()
             .await
             .map_err(|e| unavailable(&self.table, "GetItem (subscribe)", &e))?;
-        let expires_at: i64 = match out.item {
-            Some(item) => get_n(&item, TTL_ATTRIBUTE)?,
+        let (expires_at, token_exp): (i64, i64) = match out.item {
+            Some(item) => (get_n(&item, TTL_ATTRIBUTE)?, get_n(&item, "token_exp")?),
             None => {
                 skipped(id, bot, "not stored");
                 return Ok(());
@@ -321,6 +335,8 @@ impl ConnectionStore for DynamoConnections {
             key(conn_pk(id), format!("{SUB}{bot}")),
         ] {
             item.insert(TTL_ATTRIBUTE.into(), n(expires_at));
+            // On the subscription too, so that the fan-out's one Query has it.
+            item.insert("token_exp".into(), n(token_exp));
             let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
@@ -354,19 +370,35 @@ impl ConnectionStore for DynamoConnections {
     }
 
     /// One Query on `BOT#<bot>`, every page, keys only, expired items filtered out.
-    async fn subscribers(&self, bot: &BotId) -> Result<Vec<ConnectionId>, StoreError> {
-        let keys = self
-            .query_keys(bot_pk(bot), CONN, true, "Query (subscribers)")
+    /// Each with the token expiry stored on the subscription; one written before it was
+    /// stored there falls back to the connection's own expiry (at most 2 h 15 min away).
+    async fn subscribers(&self, bot: &BotId) -> Result<Vec<Subscriber>, StoreError> {
+        let items = self
+            .query_items(
+                bot_pk(bot),
+                CONN,
+                true,
+                "sk, token_exp, expires_at",
+                "Query (subscribers)",
+            )
             .await?;
-        keys.iter()
-            .map(|sk| {
-                sk.strip_prefix(CONN)
+        items
+            .iter()
+            .map(|item| {
+                let sk = get_s(item, "sk")?;
+                let id = sk
+                    .strip_prefix(CONN)
                     .and_then(ConnectionId::parse)
                     .ok_or_else(|| {
                         StoreError::Corrupt(format!(
                             "subscription of bot {bot} has an undecodable key {sk:?}"
                         ))
-                    })
+                    })?;
+                let token_exp = match item.get("token_exp") {
+                    Some(_) => get_n(item, "token_exp")?,
+                    None => get_n(item, TTL_ATTRIBUTE)?,
+                };
+                Ok(Subscriber { id, token_exp })
             })
             .collect()
     }

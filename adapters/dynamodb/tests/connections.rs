@@ -21,7 +21,7 @@ use chrono::Utc;
 use relay_core::BotId;
 use relay_core::ports::connections::{Connection, ConnectionStore};
 use relay_core::ports::store::StoreError;
-use relay_core::testing::connection_contract::fresh_connection;
+use relay_core::testing::connection_contract::{fresh_connection, ids};
 use relay_core::testing::store_contract::fresh_bot;
 use relay_dynamodb::connections::{DynamoConnections, ensure_connections_table};
 use tokio::sync::OnceCell;
@@ -227,7 +227,8 @@ async fn subscribers_are_queried_page_by_page_never_scanned() {
     }
     recorder.take();
 
-    let mut found = store.subscribers(&bot).await.unwrap();
+    let mut found =
+        relay_core::testing::connection_contract::ids(store.subscribers(&bot).await.unwrap());
     found.sort();
     ids.sort();
     assert_eq!(found, ids);
@@ -274,8 +275,13 @@ async fn items_follow_the_documented_layout() {
         let item = raw_get(&client, table, &pk, &sk)
             .await
             .unwrap_or_else(|| panic!("{pk} / {sk}"));
-        assert_eq!(names(&item), vec!["expires_at", "pk", "sk"]);
+        assert_eq!(names(&item), vec!["expires_at", "pk", "sk", "token_exp"]);
         assert_eq!(item["expires_at"], expiry, "{pk} / {sk}");
+        assert_eq!(
+            item["token_exp"],
+            AttributeValue::N(c.token_exp.to_string()),
+            "{pk} / {sk}"
+        );
     }
 
     store.unsubscribe(&c.id, &bot).await.unwrap();
@@ -330,7 +336,7 @@ async fn expired_items_are_ignored_until_ttl_deletes_them() {
     raw_put(&client, table, item).await;
 
     assert_eq!(
-        store.subscribers(&bot).await.unwrap(),
+        ids(store.subscribers(&bot).await.unwrap()),
         vec![live.id.clone()]
     );
     assert_eq!(store.get(&stale.id).await.unwrap(), None);

@@ -18,13 +18,13 @@ use rusqlite::{Connection as Db, OptionalExtension, TransactionBehavior};
 use tokio::sync::Mutex;
 
 use relay_core::domain::bot_id::BotId;
-use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore};
+use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore, Subscriber};
 use relay_core::ports::store::StoreError;
 
 use crate::events::{BUSY_TIMEOUT, Fault, ReadPool};
 
 /// Bumped when the schema changes; a file from a newer build is refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Rows one purge step deletes per table; each step is its own short write transaction, so a
 /// large purge never holds the writer (and the `$connect`s queued behind it) for long.
 const PURGE_STEP: u32 = 1000;
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     bot_id        TEXT    NOT NULL,
     connection_id TEXT    NOT NULL,
     expires_at    INTEGER NOT NULL,
+    token_exp     INTEGER NOT NULL,
     PRIMARY KEY (bot_id, connection_id)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS subscriptions_by_connection ON subscriptions (connection_id);
@@ -49,7 +50,7 @@ CREATE INDEX IF NOT EXISTS subscriptions_by_expiry ON subscriptions (expires_at)
 ";
 
 const SELECT_SUBSCRIBERS: &str =
-    "SELECT connection_id FROM subscriptions WHERE bot_id = ?1 AND expires_at > ?2";
+    "SELECT connection_id, token_exp FROM subscriptions WHERE bot_id = ?1 AND expires_at > ?2";
 
 /// The SQLite connection store. Cheap to share behind an `Arc`.
 pub struct SqliteConnections {
@@ -171,9 +172,11 @@ impl ConnectionStore for SqliteConnections {
         let (id, bot, now) = (id.clone(), bot.clone(), now());
         self.write(move |db| {
             db.prepare_cached(
-                "INSERT INTO subscriptions (bot_id, connection_id, expires_at) \
-                 SELECT ?1, id, expires_at FROM connections WHERE id = ?2 AND expires_at > ?3 \
-                 ON CONFLICT (bot_id, connection_id) DO UPDATE SET expires_at = excluded.expires_at",
+                "INSERT INTO subscriptions (bot_id, connection_id, expires_at, token_exp) \
+                 SELECT ?1, id, expires_at, json_extract(doc, '$.token_exp') FROM connections \
+                 WHERE id = ?2 AND expires_at > ?3 \
+                 ON CONFLICT (bot_id, connection_id) DO UPDATE SET expires_at = excluded.expires_at, \
+                 token_exp = excluded.token_exp",
             )?
             .execute((bot.as_str(), id.as_str(), now))?;
             Ok(())
@@ -194,7 +197,7 @@ impl ConnectionStore for SqliteConnections {
     }
 
     /// One primary-key range read on `bot_id`; expired rows are skipped, not returned.
-    async fn subscribers(&self, bot: &BotId) -> Result<Vec<ConnectionId>, StoreError> {
+    async fn subscribers(&self, bot: &BotId) -> Result<Vec<Subscriber>, StoreError> {
         let (bot, now) = (bot.clone(), now());
         self.readers
             .read(move |db| {
@@ -203,9 +206,11 @@ impl ConnectionStore for SqliteConnections {
                 let mut out = Vec::new();
                 while let Some(row) = rows.next()? {
                     let raw: String = row.get(0)?;
-                    out.push(ConnectionId::parse(&raw).ok_or_else(|| {
+                    let token_exp: i64 = row.get(1)?;
+                    let id = ConnectionId::parse(&raw).ok_or_else(|| {
                         Fault::Corrupt(format!("stored connection id {raw:?} does not decode"))
-                    })?);
+                    })?;
+                    out.push(Subscriber { id, token_exp });
                 }
                 Ok(out)
             })
@@ -240,8 +245,15 @@ fn configure(db: &Db) -> Result<(), Fault> {
              ({SCHEMA_VERSION})"
         )));
     }
+    // Version 1 subscriptions had no token expiry; they are transient (sockets do not outlive
+    // the process), so they are dropped rather than migrated.
+    let upgrade = if (1..2).contains(&version) {
+        "DROP TABLE IF EXISTS subscriptions;"
+    } else {
+        ""
+    };
     db.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
     .inspect_err(|_| {
         let _ = db.execute_batch("ROLLBACK");

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use relay_core::BotId;
-use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore};
+use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore, Subscriber};
 use relay_core::ports::store::StoreError;
-use relay_core::testing::connection_contract::fresh_connection;
+use relay_core::testing::connection_contract::{fresh_connection, ids};
 use relay_core::testing::store_contract::fresh_bot;
 use relay_sqlite::connections::SqliteConnections;
 use tempfile::TempDir;
@@ -43,7 +43,7 @@ impl ConnectionStore for TempStore {
         self.store.unsubscribe(id, bot).await
     }
 
-    async fn subscribers(&self, bot: &BotId) -> Result<Vec<ConnectionId>, StoreError> {
+    async fn subscribers(&self, bot: &BotId) -> Result<Vec<Subscriber>, StoreError> {
         self.store.subscribers(bot).await
     }
 }
@@ -92,13 +92,19 @@ async fn data_survives_drop_and_reopen() {
     assert_eq!(store.get(&c1.id).await.unwrap(), Some(c1.clone()));
     assert_eq!(store.get(&c2.id).await.unwrap(), Some(c2.clone()));
     assert_eq!(
-        sorted(store.subscribers(&a).await.unwrap()),
+        sorted(ids(store.subscribers(&a).await.unwrap())),
         sorted(vec![c1.id.clone(), c2.id.clone()])
     );
-    assert_eq!(store.subscribers(&b).await.unwrap(), vec![c1.id.clone()]);
+    assert_eq!(
+        ids(store.subscribers(&b).await.unwrap()),
+        vec![c1.id.clone()]
+    );
     // And it carries on: removal after a restart takes the subscriptions with it.
     store.remove(&c1.id).await.unwrap();
-    assert_eq!(store.subscribers(&a).await.unwrap(), vec![c2.id.clone()]);
+    assert_eq!(
+        ids(store.subscribers(&a).await.unwrap()),
+        vec![c2.id.clone()]
+    );
     assert!(store.subscribers(&b).await.unwrap().is_empty());
 }
 
@@ -120,7 +126,7 @@ async fn purge_expired_removes_only_expired_rows() {
     // `expires_at` is the first second at which a row may go.
     assert_eq!(store.purge_expired(old.expires_at - 1).await.unwrap(), 0);
     assert_eq!(
-        sorted(store.subscribers(&a).await.unwrap()),
+        sorted(ids(store.subscribers(&a).await.unwrap())),
         sorted(vec![old.id.clone(), new.id.clone()])
     );
 
@@ -128,7 +134,10 @@ async fn purge_expired_removes_only_expired_rows() {
     assert_eq!(store.purge_expired(old.expires_at).await.unwrap(), 0);
     assert_eq!(store.get(&old.id).await.unwrap(), None);
     assert_eq!(store.get(&new.id).await.unwrap(), Some(new.clone()));
-    assert_eq!(store.subscribers(&a).await.unwrap(), vec![new.id.clone()]);
+    assert_eq!(
+        ids(store.subscribers(&a).await.unwrap()),
+        vec![new.id.clone()]
+    );
     assert!(store.subscribers(&b).await.unwrap().is_empty());
 
     // The rows are gone from the file, not just hidden.
@@ -182,7 +191,7 @@ async fn expired_records_are_ignored_before_the_purge() {
 
     assert_eq!(store.get(&stale.id).await.unwrap(), None);
     assert_eq!(
-        store.subscribers(&bot).await.unwrap(),
+        ids(store.subscribers(&bot).await.unwrap()),
         vec![live.id.clone()]
     );
     // Subscribing an expired (or unknown) connection writes nothing.

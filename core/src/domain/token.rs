@@ -43,10 +43,26 @@ impl Claims {
     }
 }
 
+/// Clock skew allowed on `nbf` and `iat` (a backend's clock a little ahead of this one).
+pub const LEEWAY_SECS: i64 = 30;
+
+/// The registered claims checked beside [`Claims`] (NumericDate: a JSON number, whole or not).
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    nbf: Option<f64>,
+    #[serde(default)]
+    iat: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     #[error("token expired")]
     Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
     #[error("token invalid")]
     Invalid,
     #[error("token could not be signed")]
@@ -94,12 +110,26 @@ impl TokenKeys {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        // `aud` is accepted and ignored (a backend's stock library may always set one);
+        // `nbf` and `iat` are checked below, with their own leeway.
+        validation.validate_aud = false;
+        validation.validate_nbf = false;
+        let wire = jsonwebtoken::decode::<Wire>(token, &self.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        let latest = (chrono::Utc::now().timestamp() + LEEWAY_SECS) as f64;
+        for t in [wire.nbf, wire.iat].into_iter().flatten() {
+            if !t.is_finite() {
+                return Err(TokenError::Invalid);
+            }
+            if t > latest {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        Ok(wire.claims)
     }
 }
 
@@ -135,6 +165,58 @@ mod tests {
         assert!(star.allows_bot(&BotId::parse("any").unwrap()) && star.allows_all_bots());
         assert_eq!(TokenKeys::new("").err(), Some(TokenError::BadSecret));
         assert!(Scope::Control.allows(Scope::Read) && !Scope::Read.allows(Scope::Control));
+    }
+
+    /// Signs arbitrary claims JSON with `secret`, as another backend's library would.
+    fn sign(secret: &str, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nbf_and_iat_are_honoured_and_aud_is_ignored() {
+        let keys = TokenKeys::new("s3cret").unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let base = serde_json::json!({"sub": "u", "exp": now + 600, "bots": ["b"]});
+        let with = |k: &str, v: serde_json::Value| {
+            let mut c = base.clone();
+            c[k] = v;
+            sign("s3cret", &c)
+        };
+        assert!(
+            keys.verify(&with("aud", serde_json::json!("my-app")))
+                .is_ok()
+        );
+        assert!(
+            keys.verify(&with("aud", serde_json::json!(["a", "b"])))
+                .is_ok()
+        );
+        assert!(
+            keys.verify(&with("nbf", serde_json::json!(now - 5)))
+                .is_ok()
+        );
+        assert!(keys.verify(&with("iat", serde_json::json!(now))).is_ok());
+        // Within the leeway: a clock a little ahead.
+        assert!(
+            keys.verify(&with("nbf", serde_json::json!(now + 5)))
+                .is_ok()
+        );
+        assert_eq!(
+            keys.verify(&with("nbf", serde_json::json!(now + 300))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            keys.verify(&with("iat", serde_json::json!(now as f64 + 300.5))),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            keys.verify(&with("nbf", serde_json::json!("soon"))),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

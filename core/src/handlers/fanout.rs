@@ -13,7 +13,7 @@ use tokio::task::{JoinError, JoinSet};
 use crate::domain::bot_id::BotId;
 use crate::domain::event::StoredEvent;
 use crate::domain::message;
-use crate::ports::connections::{ConnectionId, ConnectionStore};
+use crate::ports::connections::{ConnectionId, ConnectionStore, Subscriber};
 use crate::ports::push::{PushError, Pusher};
 
 /// Posts in flight at once per batch. 64 × ~20 ms per post on AWS is ~3,000 posts/s, well under
@@ -56,6 +56,8 @@ pub struct BatchReport {
     pub sent: usize,
     pub gone: usize,
     pub failed: usize,
+    /// Connections whose token had expired: told so and closed instead of sent the event.
+    pub expired: usize,
 }
 
 impl FanoutHandler {
@@ -83,6 +85,7 @@ impl FanoutHandler {
             sent = report.sent,
             gone = report.gone,
             failed = report.failed,
+            expired = report.expired,
             retry_from = outcome.failed.as_deref(),
             latency_ms,
             "fanout"
@@ -95,7 +98,7 @@ impl FanoutHandler {
             records: batch.len(),
             ..Default::default()
         };
-        let mut subscribers: HashMap<BotId, Vec<ConnectionId>> = HashMap::new();
+        let mut subscribers: HashMap<BotId, Vec<Subscriber>> = HashMap::new();
         let mut failed = None;
         for record in batch {
             let StreamedEvent {
@@ -117,12 +120,26 @@ impl FanoutHandler {
                     }
                 }
             }
+            // A token's expiry binds its connection: past it, the connection is told and closed,
+            // and gets no more events (it reconnects with a fresh token and `since`).
+            if let Some(list) = subscribers.get_mut(&stored.bot_id) {
+                let now = chrono::Utc::now().timestamp();
+                let (live, expired): (Vec<Subscriber>, Vec<Subscriber>) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|s| s.token_exp > now);
+                *list = live;
+                if !expired.is_empty() {
+                    report.expired += expired.len();
+                    self.expire_all(expired).await;
+                }
+            }
             // One rendering of the message per event, posted to every subscriber of its bot.
             let Some(targets) = subscribers.get(&stored.bot_id).filter(|t| !t.is_empty()) else {
                 continue;
             };
+            let targets: Vec<ConnectionId> = targets.iter().map(|s| s.id.clone()).collect();
             let text = message::status_update(&stored, body_inline.then_some(stored.body.as_str()));
-            let results = self.post_all(targets, &text).await;
+            let results = self.post_all(&targets, &text).await;
             let mut record_failed = false;
             let mut gone = HashSet::new();
             for (i, r) in results.into_iter().enumerate() {
@@ -160,6 +177,43 @@ impl FanoutHandler {
         }
         report.bots = subscribers.len();
         FanoutOutcome { failed, report }
+    }
+
+    /// Tells each connection its token expired, closes it and forgets it, at most
+    /// `concurrency` at once. Best effort: a connection that is already gone is just forgotten,
+    /// and a failure leaves the record for the next event (which tries again).
+    async fn expire_all(&self, expired: Vec<Subscriber>) {
+        let text: Arc<str> = Arc::from(message::error(
+            "token_expired",
+            "token expired; reconnect with a fresh token and since",
+        ));
+        let mut in_flight = JoinSet::new();
+        for s in expired {
+            if in_flight.len() >= self.concurrency {
+                let _ = in_flight.join_next().await;
+            }
+            let (pusher, connections, text) =
+                (self.pusher.clone(), self.connections.clone(), text.clone());
+            in_flight.spawn(async move {
+                let id = s.id;
+                let sent = pusher.send(&id, &text).await;
+                let closed = match sent {
+                    Err(PushError::Gone) => Err(PushError::Gone),
+                    _ => pusher.close(&id).await,
+                };
+                match closed {
+                    Ok(()) | Err(PushError::Gone) => {
+                        if let Err(e) = connections.remove(&id).await {
+                            tracing::warn!(connection_id = id.as_str(), error = %e, "removing an expired connection failed");
+                        }
+                    }
+                    Err(PushError::Failed(e)) => {
+                        tracing::warn!(connection_id = id.as_str(), error = e, "closing an expired connection failed");
+                    }
+                }
+            });
+        }
+        while in_flight.join_next().await.is_some() {}
     }
 
     /// Posts `text` to every target, at most `concurrency` at once: each post is a task of its

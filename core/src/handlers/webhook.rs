@@ -19,6 +19,9 @@ use crate::ports::store::{Appended, EventStore, StoreError};
 pub enum WebhookError {
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    /// A `Content-Encoding` other than identity (the value as sent, lowercased).
+    #[error("content-encoding {0} is not supported; send the body uncompressed")]
+    UnsupportedEncoding(String),
     #[error("payload too large")]
     TooLarge,
     #[error("unauthorized")]
@@ -32,7 +35,9 @@ pub enum WebhookError {
 impl WebhookError {
     pub fn status(&self) -> StatusCode {
         match self {
-            WebhookError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             WebhookError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebhookError::BadPayload(_) => StatusCode::BAD_REQUEST,
@@ -146,6 +151,11 @@ impl Intake {
         if !content_type_is_json(headers) {
             return Err(WebhookError::UnsupportedMediaType);
         }
+        // Content checks come before authentication, as the content type's does: a signature
+        // is over the bytes as sent, and this route never decompresses them.
+        if let Some(encoding) = unsupported_encoding(headers) {
+            return Err(WebhookError::UnsupportedEncoding(encoding));
+        }
         if body.len() > self.max_body_bytes {
             return Err(WebhookError::TooLarge);
         }
@@ -195,6 +205,26 @@ fn content_type_is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The `Content-Encoding` when it is anything but identity (absent, empty or `identity`).
+fn unsupported_encoding(headers: &HeaderMap) -> Option<String> {
+    let mut found = None;
+    for value in headers.get_all(http::header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("(not text)");
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("identity") && found.is_none() {
+                // Bounded and printable: it goes back in the error message.
+                let shown: String = coding
+                    .chars()
+                    .filter(|c| c.is_ascii_graphic())
+                    .take(40)
+                    .collect();
+                found = Some(shown.to_ascii_lowercase());
+            }
+        }
+    }
+    found
+}
+
 /// A delivery the store took (or had already): what the sender is told about it.
 struct Accepted {
     appended: Appended,
@@ -221,6 +251,30 @@ impl Reply {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn only_identity_content_encoding_is_accepted() {
+        let mut h = HeaderMap::new();
+        assert_eq!(unsupported_encoding(&h), None);
+        for (enc, refused) in [
+            ("identity", None),
+            ("", None),
+            ("gzip", Some("gzip")),
+            ("GZIP", Some("gzip")),
+            ("identity, br", Some("br")),
+            ("deflate", Some("deflate")),
+        ] {
+            h.insert(
+                http::header::CONTENT_ENCODING,
+                HeaderValue::from_str(enc).unwrap(),
+            );
+            assert_eq!(unsupported_encoding(&h).as_deref(), refused, "{enc:?}");
+        }
+        assert_eq!(
+            WebhookError::UnsupportedEncoding("gzip".into()).to_string(),
+            "content-encoding gzip is not supported; send the body uncompressed"
+        );
+    }
 
     #[test]
     fn json_content_types() {

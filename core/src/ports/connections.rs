@@ -70,6 +70,15 @@ impl Connection {
     }
 }
 
+/// A subscriber of a bot, with what the fan-out needs to know before it sends to it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Subscriber {
+    pub id: ConnectionId,
+    /// Its token's expiry (unix seconds): past it, the connection gets nothing but the
+    /// `token_expired` error and is closed.
+    pub token_exp: i64,
+}
+
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError>;
@@ -84,6 +93,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
 
     async fn unsubscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError>;
 
-    /// Connections subscribed to `bot` (each once), by a lookup on the bot.
-    async fn subscribers(&self, bot: &BotId) -> Result<Vec<ConnectionId>, StoreError>;
+    /// Connections subscribed to `bot` (each once) with their token's expiry, by one lookup
+    /// on the bot (the expiry is stored with the subscription, never read per connection).
+    async fn subscribers(&self, bot: &BotId) -> Result<Vec<Subscriber>, StoreError>;
 }

@@ -19,4 +19,8 @@ pub enum PushError {
 #[async_trait]
 pub trait Pusher: Send + Sync + 'static {
     async fn send(&self, connection: &ConnectionId, message: &str) -> Result<(), PushError>;
+
+    /// Closes the connection (API Gateway's DeleteConnection). A connection already gone is
+    /// `Err(Gone)`, which callers treat as done.
+    async fn close(&self, connection: &ConnectionId) -> Result<(), PushError>;
 }

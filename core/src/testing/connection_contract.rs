@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use crate::domain::bot_id::BotId;
 use crate::domain::token::Scope;
-use crate::ports::connections::{Connection, ConnectionId, ConnectionStore};
+use crate::ports::connections::{Connection, ConnectionId, ConnectionStore, Subscriber};
 use crate::testing::store_contract::fresh_bot;
 
 pub fn fresh_connection(bots: &[&BotId]) -> Connection {
@@ -24,9 +24,15 @@ pub fn fresh_connection(bots: &[&BotId]) -> Connection {
     }
 }
 
-fn sorted(mut v: Vec<ConnectionId>) -> Vec<ConnectionId> {
+fn sorted(v: Vec<ConnectionId>) -> Vec<ConnectionId> {
+    let mut v = v;
     v.sort();
     v
+}
+
+/// The ids of a subscriber list, in its order.
+pub fn ids(subscribers: Vec<Subscriber>) -> Vec<ConnectionId> {
+    subscribers.into_iter().map(|s| s.id).collect()
 }
 
 pub async fn put_get_remove(store: Arc<dyn ConnectionStore>) {
@@ -57,11 +63,11 @@ pub async fn subscribers_are_found_by_bot(store: Arc<dyn ConnectionStore>) {
     store.subscribe(&c2.id, &a).await.expect("sub");
     store.subscribe(&c3.id, &b).await.expect("sub");
     assert_eq!(
-        sorted(store.subscribers(&a).await.expect("subs")),
+        sorted(ids(store.subscribers(&a).await.expect("subs"))),
         sorted(vec![c1.id.clone(), c2.id.clone()])
     );
     assert_eq!(
-        sorted(store.subscribers(&b).await.expect("subs")),
+        sorted(ids(store.subscribers(&b).await.expect("subs"))),
         sorted(vec![c1.id.clone(), c3.id.clone()])
     );
     assert!(
@@ -74,7 +80,7 @@ pub async fn subscribers_are_found_by_bot(store: Arc<dyn ConnectionStore>) {
 
     store.unsubscribe(&c1.id, &a).await.expect("unsub");
     assert_eq!(
-        store.subscribers(&a).await.expect("subs"),
+        ids(store.subscribers(&a).await.expect("subs")),
         vec![c2.id.clone()]
     );
     store
@@ -95,7 +101,7 @@ pub async fn removing_a_connection_removes_its_subscriptions(store: Arc<dyn Conn
     store.subscribe(&c2.id, &a).await.expect("sub");
     store.remove(&c1.id).await.expect("remove");
     assert_eq!(
-        store.subscribers(&a).await.expect("subs"),
+        ids(store.subscribers(&a).await.expect("subs")),
         vec![c2.id.clone()]
     );
     assert!(store.subscribers(&b).await.expect("subs").is_empty());
@@ -119,7 +125,7 @@ pub async fn many_subscribers_of_one_bot(store: Arc<dyn ConnectionStore>) {
     }
     // More than one DynamoDB page of keys would hold if items were large; all are returned.
     assert_eq!(
-        sorted(store.subscribers(&bot).await.expect("subs")),
+        sorted(self::ids(store.subscribers(&bot).await.expect("subs"))),
         sorted(ids)
     );
 }
@@ -135,6 +141,32 @@ pub async fn records_carry_their_expiry(store: Arc<dyn ConnectionStore>) {
     );
 }
 
+/// Each subscriber comes with its token's expiry, from the same lookup.
+pub async fn subscribers_carry_their_token_expiry(store: Arc<dyn ConnectionStore>) {
+    let bot = fresh_bot("exp");
+    let mut soon = fresh_connection(&[&bot]);
+    soon.token_exp = Utc::now().timestamp() + 5;
+    let later = fresh_connection(&[&bot]);
+    for c in [&soon, &later] {
+        store.put(c).await.expect("put");
+        store.subscribe(&c.id, &bot).await.expect("sub");
+    }
+    let mut got = store.subscribers(&bot).await.expect("subs");
+    got.sort();
+    let mut want = vec![
+        Subscriber {
+            id: soon.id.clone(),
+            token_exp: soon.token_exp,
+        },
+        Subscriber {
+            id: later.id.clone(),
+            token_exp: later.token_exp,
+        },
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
 /// Expands to one `#[tokio::test]` per case; `$make` is an async expression yielding an
 /// `Arc<dyn ConnectionStore>`.
 #[macro_export]
@@ -145,7 +177,8 @@ macro_rules! connection_store_contract {
             subscribers_are_found_by_bot,
             removing_a_connection_removes_its_subscriptions,
             many_subscribers_of_one_bot,
-            records_carry_their_expiry
+            records_carry_their_expiry,
+            subscribers_carry_their_token_expiry
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

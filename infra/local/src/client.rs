@@ -34,6 +34,9 @@ enum ScopeArg {
     Control,
 }
 
+/// The longest `--ttl`: ten years. Anything longer is a mistake, and never a wrapped `exp`.
+pub const MAX_TTL_SECS: u64 = 3650 * 86_400;
+
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -41,13 +44,17 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration like 30m, 1h or 7d"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("`{s}`: unit must be s, m, h or d")),
     };
+    let secs = n
+        .checked_mul(unit_secs)
+        .filter(|secs| *secs <= MAX_TTL_SECS)
+        .ok_or_else(|| format!("ttl `{s}` is too large: at most {}d", MAX_TTL_SECS / 86_400))?;
     if secs == 0 {
         return Err("ttl must be more than zero".into());
     }
@@ -78,7 +85,10 @@ pub fn token(args: TokenArgs) -> CliResult {
     let keys = TokenKeys::new(&client_secret(&config, &args.data)?)?;
     let claims = Claims {
         sub: args.sub,
-        exp: chrono::Utc::now().timestamp() + args.ttl.as_secs() as i64,
+        exp: i64::try_from(args.ttl.as_secs())
+            .ok()
+            .and_then(|ttl| chrono::Utc::now().timestamp().checked_add(ttl))
+            .ok_or("ttl is too large")?,
         bots: args.bots,
         scope: match args.scope {
             ScopeArg::Read => Scope::Read,

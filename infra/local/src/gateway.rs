@@ -3,12 +3,14 @@
 //! Gateway proxy events, and `/@connections/{id}` is a working management API that the real
 //! `aws-sdk-apigatewaymanagement` client (the fan-out's pusher) posts to.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use futures::stream::SplitSink;
+use tokio::time::Instant;
+
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -22,24 +24,168 @@ use relay_apigateway::websocket;
 use relay_core::handlers::subscription::SubscriptionHandler;
 use relay_core::ports::connections::ConnectionId;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-/// API Gateway's frame limit; larger client frames close the socket with 1009.
+/// API Gateway's frame limit, in both directions: a larger client frame closes the socket with
+/// 1009 (whatever its size: the WebSocket layer refuses it at this size, before buffering more),
+/// a larger post to `@connections` is refused with 413.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// Close codes this gateway sends.
+pub const CLOSE_NORMAL: u16 = 1000;
+/// Idle timeout, lifetime limit, server shutdown.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// The client fell too far behind (its outbound queue was over its byte or age limit, or one
+/// send stalled for the age limit): a policy violation, not a server error.
+pub const CLOSE_TOO_FAR_BEHIND: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+
+/// How long a closing socket gets to take its close frame (and to answer with its own) before
+/// the TCP connection is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub idle: Duration,
     pub lifetime: Duration,
+    /// Bytes a connection may have queued and not yet written before it is closed.
+    pub max_queue_bytes: usize,
+    /// How far behind (the age of its oldest unwritten message) a connection may be; also the
+    /// bound of one write, so a writer never waits on a stalled socket for longer.
+    pub max_lag: Duration,
 }
 
+/// What the writer sends next.
 enum Outbound {
     Text(Utf8Bytes),
     Close(u16, &'static str),
 }
 
+/// One connection's outbound queue, bounded in bytes and in age.
+#[derive(Default)]
+struct Outq {
+    state: Mutex<QueueState>,
+    /// Wakes the writer: a message or a close was queued.
+    wake: Notify,
+    /// Wakes the reader: the connection is closing (overflow, DELETE, writer ended).
+    closing: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<(Instant, Utf8Bytes)>,
+    bytes: usize,
+    /// Set once: the close the writer sends after what is queued (nothing is queued after it).
+    close: Option<(u16, &'static str)>,
+}
+
+impl Outq {
+    /// Queues a message; false when the connection is closed or closes now for being too far
+    /// behind (its queue is dropped at once).
+    fn push(&self, text: Utf8Bytes, limits: &Limits) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        if s.close.is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        let too_old = s
+            .items
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > limits.max_lag);
+        if too_old || s.bytes.saturating_add(text.len()) > limits.max_queue_bytes {
+            let (queued, bytes) = (s.items.len(), s.bytes);
+            s.items = VecDeque::new();
+            s.bytes = 0;
+            s.close = Some((CLOSE_TOO_FAR_BEHIND, "too far behind"));
+            drop(s);
+            tracing::warn!(queued, bytes, "websocket client too far behind: closing it");
+            self.wake.notify_one();
+            self.closing.notify_one();
+            return false;
+        }
+        s.bytes += text.len();
+        s.items.push_back((now, text));
+        drop(s);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Closes the connection: after what is queued, or at once (`drop_queued`). False when it
+    /// was already closing.
+    fn close(&self, code: u16, reason: &'static str, drop_queued: bool) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        if s.close.is_some() {
+            return false;
+        }
+        if drop_queued {
+            s.items = VecDeque::new();
+            s.bytes = 0;
+        }
+        s.close = Some((code, reason));
+        drop(s);
+        self.wake.notify_one();
+        true
+    }
+
+    fn next(&self, limits: &Limits) -> Option<Outbound> {
+        let mut s = self.state.lock().ok()?;
+        if let Some((at, text)) = s.items.pop_front() {
+            s.bytes -= text.len();
+            if at.elapsed() > limits.max_lag && s.close.is_none() {
+                s.items = VecDeque::new();
+                s.bytes = 0;
+                s.close = Some((CLOSE_TOO_FAR_BEHIND, "too far behind"));
+                return Some(Outbound::Close(CLOSE_TOO_FAR_BEHIND, "too far behind"));
+            }
+            return Some(Outbound::Text(text));
+        }
+        s.close.map(|(code, reason)| Outbound::Close(code, reason))
+    }
+}
+
+/// Writes the queue to the socket. Each write is bounded by the lag limit: a socket that takes
+/// longer is too far behind and is dropped (its client stopped reading).
+async fn write_loop(q: Arc<Outq>, mut sink: SplitSink<WebSocket, Message>, limits: Limits) {
+    loop {
+        let Some(next) = q.next(&limits) else {
+            q.wake.notified().await;
+            continue;
+        };
+        match next {
+            Outbound::Text(text) => {
+                match tokio::time::timeout(limits.max_lag, sink.send(Message::Text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        q.close(CLOSE_TOO_FAR_BEHIND, "too far behind", true);
+                        tracing::warn!("websocket write stalled: closing the connection");
+                        q.closing.notify_one();
+                        // The frame is half written: no close frame can follow it.
+                        return;
+                    }
+                }
+            }
+            Outbound::Close(code, reason) => {
+                let frame = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(frame)).await;
+                break;
+            }
+        }
+    }
+    q.close(CLOSE_NORMAL, "closed", true);
+    q.closing.notify_one();
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+}
+
 struct Socket {
-    tx: mpsc::UnboundedSender<Outbound>,
+    queue: Arc<Outq>,
     connected_at: chrono::DateTime<Utc>,
     last_active: Arc<Mutex<chrono::DateTime<Utc>>>,
     source_ip: String,
@@ -51,6 +197,24 @@ pub struct Gateway {
     sockets: Mutex<HashMap<ConnectionId, Socket>>,
     limits: Limits,
     faults: Faults,
+    /// Socket tasks still running (closing ones included).
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a socket task from its start to its very end.
+struct Running(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Running {
+    fn start(n: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(n.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Failures injected into the management API, for the tests of retries and dead letters.
@@ -107,6 +271,7 @@ impl Gateway {
             sockets: Mutex::new(HashMap::new()),
             limits,
             faults,
+            running: Arc::default(),
         })
     }
 
@@ -153,72 +318,71 @@ impl Gateway {
         }
     }
 
+    fn queue_of(&self, id: &ConnectionId) -> Option<Arc<Outq>> {
+        self.sockets.lock().ok()?.get(id).map(|s| s.queue.clone())
+    }
+
+    /// Queues a message for a connection; false when it is gone (or just went, too far behind).
     fn post(&self, id: &ConnectionId, text: Utf8Bytes) -> bool {
-        let Ok(sockets) = self.sockets.lock() else {
-            return false;
-        };
-        match sockets.get(id) {
-            Some(s) => s.tx.send(Outbound::Text(text)).is_ok(),
-            None => false,
-        }
+        self.queue_of(id)
+            .is_some_and(|q| q.push(text, &self.limits))
     }
 
+    /// DeleteConnection: what is queued is written, then the close frame.
     fn close(&self, id: &ConnectionId) -> bool {
-        let Ok(sockets) = self.sockets.lock() else {
-            return false;
-        };
-        match sockets.get(id) {
-            Some(s) => {
-                s.tx.send(Outbound::Close(1000, "closed by the server"))
-                    .is_ok()
-            }
-            None => false,
-        }
+        self.queue_of(id)
+            .is_some_and(|q| q.close(CLOSE_NORMAL, "closed by the server", false))
     }
 
-    async fn run_socket(
-        self: Arc<Self>,
-        id: ConnectionId,
-        socket: WebSocket,
-        mut rx: mpsc::UnboundedReceiver<Outbound>,
-    ) {
-        let (mut sink, mut stream) = socket.split();
+    /// Closes every socket with 1001 (shutdown); returns how many were open.
+    pub fn close_all(&self, reason: &'static str) -> usize {
+        let queues: Vec<Arc<Outq>> = match self.sockets.lock() {
+            Ok(s) => s.values().map(|s| s.queue.clone()).collect(),
+            Err(_) => return 0,
+        };
+        for q in &queues {
+            q.close(CLOSE_GOING_AWAY, reason, true);
+            q.closing.notify_one();
+        }
+        queues.len()
+    }
+
+    /// Sockets still open or closing.
+    pub fn open_sockets(&self) -> usize {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn run_socket(self: Arc<Self>, id: ConnectionId, socket: WebSocket, q: Arc<Outq>) {
+        let _running = Running::start(&self.running);
+        let (sink, mut stream) = socket.split();
         let last_active = self
             .sockets
             .lock()
             .ok()
             .and_then(|s| s.get(&id).map(|s| s.last_active.clone()));
-        let writer = tokio::spawn(async move {
-            while let Some(out) = rx.recv().await {
-                let done = matches!(out, Outbound::Close(..));
-                let msg = match out {
-                    Outbound::Text(t) => Message::Text(t),
-                    Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })),
-                };
-                if sink.send(msg).await.is_err() || done {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let deadline = tokio::time::Instant::now() + self.limits.lifetime;
+        let mut writer = tokio::spawn(write_loop(q.clone(), sink, self.limits));
+        let deadline = Instant::now() + self.limits.lifetime;
         loop {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.limits.idle, stream.next()) => n,
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.send_close(&id, 1001, "connection lifetime reached");
+                    q.close(CLOSE_GOING_AWAY, "connection lifetime reached", true);
                     break;
                 }
+                _ = q.closing.notified() => break,
             };
             let frame = match next {
                 Err(_) => {
-                    self.send_close(&id, 1001, "idle timeout");
+                    q.close(CLOSE_GOING_AWAY, "idle timeout", true);
                     break;
                 }
-                Ok(None) | Ok(Some(Err(_))) => break,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    if is_too_big(e) {
+                        q.close(CLOSE_TOO_BIG, "message too big", true);
+                    }
+                    break;
+                }
                 Ok(Some(Ok(frame))) => frame,
             };
             if let Some(la) = &last_active
@@ -233,27 +397,48 @@ impl Gateway {
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
             if body.len() > MAX_FRAME_BYTES {
-                self.send_close(&id, 1009, "message too big");
+                q.close(CLOSE_TOO_BIG, "message too big", true);
                 break;
             }
             let route = Self::route_of(&body);
             let ev = self.event(&id, route, "MESSAGE", Some(body));
             self.handler.handle(websocket::request(ev)).await;
         }
+        // From here the connection is gone for the management API, whatever the socket does.
+        q.close(CLOSE_NORMAL, "closed", false);
         let removed = self.sockets.lock().ok().and_then(|mut s| s.remove(&id));
         drop(removed);
         let ev = self.event(&id, "$disconnect", "DISCONNECT", None);
         self.handler.handle(websocket::request(ev)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    }
-
-    fn send_close(&self, id: &ConnectionId, code: u16, reason: &'static str) {
-        if let Ok(sockets) = self.sockets.lock()
-            && let Some(s) = sockets.get(id)
+        // The writer gets a bounded time to send the close frame; a writer stuck on a socket
+        // that is not read is dropped, and the TCP connection with it.
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
         {
-            let _ = s.tx.send(Outbound::Close(code, reason));
+            writer.abort();
         }
+        // The client's answering close frame (bounded): closing with unread input would reset
+        // the connection before the client read our close frame. After a read error (a frame
+        // over the limit, still arriving) nothing more can be read: the grace is waited out.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            loop {
+                match stream.next().await {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
     }
+}
+
+/// Whether a read failed on the frame or message size limit.
+fn is_too_big(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast_ref::<tungstenite::Error>()
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 /// `GET /ws?token=…`: `$connect` runs before the handshake completes, as on API Gateway; a
@@ -274,9 +459,9 @@ pub async fn ws_upgrade(
         let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::FORBIDDEN);
         return (status, axum::Json(json!({"error": "unauthorized"}))).into_response();
     }
-    let (tx, rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(Outq::default());
     let socket = Socket {
-        tx,
+        queue: queue.clone(),
         connected_at: Utc::now(),
         last_active: Arc::new(Mutex::new(Utc::now())),
         source_ip: peer.ip().to_string(),
@@ -290,15 +475,17 @@ pub async fn ws_upgrade(
     }
     let gw2 = gw.clone();
     let id2 = id.clone();
-    // Over-large frames are caught (and closed with 1009) by the loop; this is a hard ceiling.
+    // A frame or message over the limit fails the read (before it is buffered whole), and the
+    // loop closes the socket with 1009.
     upgrade
-        .max_message_size(4 * MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .on_failed_upgrade(move |_| {
             if let Ok(mut s) = gw2.sockets.lock() {
                 s.remove(&id2);
             }
         })
-        .on_upgrade(move |socket| gw.run_socket(id, socket, rx))
+        .on_upgrade(move |socket| gw.run_socket(id, socket, queue))
 }
 
 fn gone() -> Response {
@@ -325,22 +512,37 @@ fn loopback_only(peer: &SocketAddr) -> Option<Response> {
     })
 }
 
+/// API Gateway's answer to a post over the frame limit.
+fn payload_too_large() -> Response {
+    let mut r = (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(json!({
+            "message": format!("Message too long: the limit is {MAX_FRAME_BYTES} bytes"),
+            "__type": "PayloadTooLargeException",
+        })),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "x-amzn-errortype",
+        http::HeaderValue::from_static("PayloadTooLargeException"),
+    );
+    r
+}
+
 pub async fn post_to_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     if let Some(r) = loopback_only(&peer) {
         return r;
     }
-    if body.len() > MAX_FRAME_BYTES {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(json!({"message": "Message too long"})),
-        )
-            .into_response();
-    }
+    // Read at most one byte past the limit, whatever the body's size or its Content-Length.
+    let body = match axum::body::to_bytes(body, MAX_FRAME_BYTES + 1).await {
+        Ok(b) if b.len() <= MAX_FRAME_BYTES => b,
+        _ => return payload_too_large(),
+    };
     if gw.faults.should_fail(&body) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod gateway;
+mod http_server;
 mod secrets;
 mod serve;
 mod stream;
@@ -122,6 +123,8 @@ fn main() -> ExitCode {
             } => client::set_account_url(args).await,
         }
     });
+    // Tasks still running (a stalled socket's, a blocking store call) do not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -54,6 +54,24 @@ pub struct ServeArgs {
     /// Close every WebSocket after this many seconds (API Gateway: 7200).
     #[arg(long, default_value_t = 7200)]
     ws_max_lifetime: u64,
+    /// Close a WebSocket whose client is this many bytes behind (queued, not yet written).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    ws_max_queue_bytes: usize,
+    /// Close a WebSocket whose client is this many seconds behind (its oldest unwritten
+    /// message); also the bound of one write to a socket.
+    #[arg(long, default_value_t = 30)]
+    ws_max_lag: u64,
+    /// Close an HTTP connection that has not sent a whole request head after this many
+    /// seconds; also the idle keep-alive timeout (the same timer waits for the next request).
+    #[arg(long, default_value_t = 30)]
+    http_header_timeout: u64,
+    /// Answer 408 to a request (body included) not done after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    http_request_timeout: u64,
+    /// On SIGTERM/Ctrl-C: WebSockets are closed with 1001 and requests in flight get this many
+    /// seconds to finish; then the process exits whatever its clients do.
+    #[arg(long, default_value_t = 8)]
+    shutdown_timeout: u64,
     /// Posts in flight at once per fan-out batch.
     #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = relay_core::handlers::fanout::DEFAULT_CONCURRENCY)]
     fanout_concurrency: usize,
@@ -138,8 +156,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let limits = Limits {
         idle: Duration::from_secs(args.ws_idle_timeout),
         lifetime: Duration::from_secs(args.ws_max_lifetime),
+        max_queue_bytes: args.ws_max_queue_bytes.max(1),
+        max_lag: Duration::from_secs(args.ws_max_lag.max(1)),
     };
     let gw = Gateway::new(subscriptions, limits, faults);
+    let gw_for_shutdown = gw.clone();
     let fanout = Arc::new(FanoutHandler::new(
         connections.clone(),
         pusher,
@@ -182,7 +203,11 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .route("/api/dev/info", get(web::info))
         .route("/api/dev/token", post(web::token))
         .route("/api/dev/test-event", post(web::test_event))
-        .with_state(dev);
+        .with_state(dev)
+        .layer(axum::middleware::from_fn_with_state(
+            addr,
+            web::same_machine_only,
+        ));
     // Plain routes rather than a nested router: a nested route rewrites every request's URI to
     // strip its prefix, an allocation and a parse on each of a fan-out's posts.
     let management = post(gateway::post_to_connection)
@@ -202,12 +227,27 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .layer(axum::middleware::map_request(with_request_id));
 
     tracing::info!(addr = %addr, store = source_name, "listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let http_limits = crate::http_server::HttpLimits {
+        header: Duration::from_secs(args.http_header_timeout.max(1)),
+        request: Duration::from_secs(args.http_request_timeout.max(1)),
+        drain: Duration::from_secs(args.shutdown_timeout),
+    };
+    let sockets = gw_for_shutdown.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let open = sockets.close_all("server shutting down");
+        tracing::info!(
+            websockets = open,
+            "shutting down: closing WebSockets with 1001"
+        );
+    };
+    let drain = http_limits.drain;
+    crate::http_server::serve(listener, app, http_limits, shutdown).await;
+    // Each socket gets a bounded grace for its close frame (gateway::CLOSE_GRACE, twice).
+    let deadline = tokio::time::Instant::now() + drain.min(Duration::from_secs(5));
+    while gw_for_shutdown.open_sockets() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -112,6 +113,64 @@ fn dev_only<'a>(
     ))
 }
 
+/// The `Host` values a request from this machine carries: `localhost`, `127.0.0.1`, `[::1]` and
+/// the listen address, each with the listen port.
+fn local_hosts(listen: SocketAddr) -> [String; 4] {
+    let port = listen.port();
+    [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        listen.to_string(),
+    ]
+}
+
+/// Why a development-helper request is refused, if it is: a `Host` this machine is not reached
+/// by, or an `Origin` (when present) other than that same origin. A page on another site that
+/// resolves its own name to 127.0.0.1 (DNS rebinding) sends its own name as `Host`.
+pub fn foreign_request(headers: &HeaderMap, listen: SocketAddr) -> Option<&'static str> {
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase)
+    else {
+        return Some("development helpers need a Host header naming this machine");
+    };
+    if !local_hosts(listen).contains(&host) {
+        return Some("development helpers answer requests to localhost only");
+    }
+    match headers.get(http::header::ORIGIN) {
+        None => None,
+        Some(origin) => {
+            let same = origin
+                .to_str()
+                .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("http://{host}")));
+            (!same).then_some("development helpers answer this page's own origin only")
+        }
+    }
+}
+
+/// The guard on every `/api/dev/*` route (a layer: no helper can forget it).
+pub async fn same_machine_only(
+    State(listen): State<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match foreign_request(req.headers(), listen) {
+        Some(why) => refuse((StatusCode::FORBIDDEN, why)),
+        None => next.run(req).await,
+    }
+}
+
+/// A body the JSON extractor refused, as a JSON error (its status: 400, 415, 422, 413).
+fn bad_body(rejection: JsonRejection) -> Response {
+    (
+        rejection.status(),
+        axum::Json(json!({"error": rejection.body_text()})),
+    )
+        .into_response()
+}
+
 fn refuse((status, msg): (StatusCode, &'static str)) -> Response {
     (status, axum::Json(json!({"error": msg}))).into_response()
 }
@@ -125,8 +184,12 @@ pub async fn info(State(state): State<Arc<DevState>>) -> Response {
 pub async fn token(
     State(state): State<Arc<DevState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    axum::Json(req): axum::Json<TokenRequest>,
+    req: Result<axum::Json<TokenRequest>, JsonRejection>,
 ) -> Response {
+    let req = match req {
+        Ok(axum::Json(req)) => req,
+        Err(rejection) => return bad_body(rejection),
+    };
     let dev = match dev_only(&state, &peer) {
         Ok(d) => d,
         Err(why) => return refuse(why),
@@ -159,8 +222,12 @@ pub async fn token(
 pub async fn test_event(
     State(state): State<Arc<DevState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    axum::Json(req): axum::Json<TestEventRequest>,
+    req: Result<axum::Json<TestEventRequest>, JsonRejection>,
 ) -> Response {
+    let req = match req {
+        Ok(axum::Json(req)) => req,
+        Err(rejection) => return bad_body(rejection),
+    };
     let dev = match dev_only(&state, &peer) {
         Ok(d) => d,
         Err(why) => return refuse(why),
