@@ -7,135 +7,18 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use http::Method;
 use serde_json::{Value, json};
+use support::meetingbaas_fake::NodeFake;
 use support::*;
 
 /// The bot id the fake MeetingBaaS creates (a UUID, as MeetingBaaS's schemas want).
 const BOT: &str = "7c0e7a4b-2f3d-4e5a-9b6c-1d2e3f4a5b6c";
 const OTHER_BOT: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
 const CALLBACK_URL: &str = "https://relay.example.com/api/meeting-bot/webhook";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The Node fake MeetingBaaS on a free loopback port.
-struct NodeFake {
-    child: Child,
-    base: String,
-}
-
-impl NodeFake {
-    fn start() -> NodeFake {
-        let root = repo_root();
-        let node = std::env::var("RELAY_TEST_NODE").unwrap_or_else(|_| "/usr/bin/node".into());
-        assert!(
-            Path::new(&node).exists(),
-            "no Node.js at {node}: these tests need it (install Node.js 20+, or set RELAY_TEST_NODE)"
-        );
-        let sdk = root.join("node_modules/@meeting-baas/sdk/package.json");
-        let sdk_version = std::fs::read_to_string(&sdk)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["version"].as_str().map(str::to_owned));
-        assert_eq!(
-            sdk_version.as_deref(),
-            Some("6.0.5"),
-            "@meeting-baas/sdk 6.0.5 is not installed at {}: run `npm ci` at the repository root (scripts/test does)",
-            sdk.display()
-        );
-        let mut child = Command::new(&node)
-            .arg(root.join("tests/meetingbaas-fake/server.mjs"))
-            .args(["--port", "0"])
-            .env("FAKE_MB_API_KEY", API_KEY)
-            .env("FAKE_MB_CALLBACK_SECRET", CALLBACK_SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {node}: {e}"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let port = serde_json::from_str::<Value>(&line)
-            .ok()
-            .and_then(|v| v["listening"].as_u64());
-        let Some(port) = port else {
-            let _ = child.kill();
-            panic!(
-                "the fake MeetingBaaS did not start (its first line: {line:?}); see its stderr above"
-            );
-        };
-        NodeFake {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn requests(&self) -> Vec<Value> {
-        http()
-            .get(format!("{}/__requests", self.base))
-            .send()
-            .await
-            .expect("GET /__requests")
-            .json()
-            .await
-            .expect("requests JSON")
-    }
-
-    async fn answer(&self, mode: Value) {
-        let resp = http()
-            .post(format!("{}/__answer", self.base))
-            .json(&mode)
-            .send()
-            .await
-            .expect("POST /__answer");
-        assert!(resp.status().is_success());
-    }
-
-    /// The one request MeetingBaaS got since `before` requests, which its schemas accepted.
-    async fn only_request_since(&self, before: usize) -> Value {
-        let all = self.requests().await;
-        assert_eq!(
-            all.len(),
-            before + 1,
-            "one request to MeetingBaaS: {all:#?}"
-        );
-        let r = all[before].clone();
-        assert_valid(&r);
-        r
-    }
-}
-
-impl Drop for NodeFake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A request the SDK's schemas accepted, with our key, answered with a body that passes them.
-fn assert_valid(r: &Value) {
-    assert_eq!(
-        (r["valid"].as_bool(), r["response_valid"].as_bool()),
-        (Some(true), Some(true)),
-        "MeetingBaaS's schema ({}) refused what the relay sent: {:#}",
-        r["schema"],
-        r
-    );
-    assert_eq!(r["api_key"], "matches", "{r:#}");
-}
 
 fn relay_v2(dir: &Path, fake: &NodeFake, extra: &[(&str, &str)]) -> Relay {
     let mut opts = RelayOptions::new(dir);

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::domain::auth::AuthSettings;
 use crate::domain::token::{TokenError, TokenKeys};
 use crate::handlers::fanout::DEFAULT_CONCURRENCY;
+use crate::handlers::reconcile::ReconcileSettings;
 use crate::ports::meetingbaas::ApiVersion;
 use crate::ports::store::Retention;
 
@@ -43,12 +44,17 @@ pub struct Config {
     pub meetingbaas_timeout: std::time::Duration,
     /// Posts in flight at once per fan-out batch (`FANOUT_CONCURRENCY`).
     pub fanout_concurrency: usize,
+    /// Which sessions a reconciliation pass asks about (`RECONCILE_AFTER_SECONDS`).
+    pub reconcile: ReconcileSettings,
+    /// How often `relay serve` runs a pass (`RECONCILE_INTERVAL_SECONDS`; on AWS the
+    /// template's schedule).
+    pub reconcile_interval: std::time::Duration,
 }
 
 impl Config {
     /// Every environment variable the relay reads (what a test clears so the caller's
     /// environment cannot leak in). The standard AWS variables are aws-config's.
-    pub const VARS: [&'static str; 18] = [
+    pub const VARS: [&'static str; 20] = [
         "MEETINGBAAS_API_KEY",
         "MEETINGBAAS_WEBHOOK_SECRET",
         "MEETINGBAAS_CALLBACK_SECRET",
@@ -64,6 +70,8 @@ impl Config {
         "MAX_BODY_BYTES",
         "CORS_ALLOW_ORIGINS",
         "FANOUT_CONCURRENCY",
+        "RECONCILE_AFTER_SECONDS",
+        "RECONCILE_INTERVAL_SECONDS",
         "RELAY_LISTEN",
         "RELAY_DATA_DIR",
         "RUST_LOG",
@@ -149,7 +157,32 @@ impl Config {
                     expected: "a number of posts from 1 to 1024",
                 })?,
         };
+        let seconds = |name: &'static str, default: std::time::Duration| match get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=30 * 86_400).contains(n))
+                .map(std::time::Duration::from_secs)
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    expected: "a number of seconds from 1 to 2592000",
+                }),
+        };
+        let reconcile = ReconcileSettings {
+            after: seconds(
+                "RECONCILE_AFTER_SECONDS",
+                crate::handlers::reconcile::DEFAULT_AFTER,
+            )?,
+            ..ReconcileSettings::default()
+        };
+        let reconcile_interval = seconds(
+            "RECONCILE_INTERVAL_SECONDS",
+            crate::handlers::reconcile::DEFAULT_INTERVAL,
+        )?;
         Ok(Self {
+            reconcile,
+            reconcile_interval,
             meetingbaas_timeout,
             fanout_concurrency,
             meetingbaas_api_version,

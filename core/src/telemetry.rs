@@ -4,6 +4,18 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
+    init_to(std::io::stdout);
+}
+
+/// The same logs on stderr, for a command whose stdout is its result (`relay reconcile`).
+pub fn init_stderr() {
+    init_to(std::io::stderr);
+}
+
+fn init_to<W>(writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A second init (tests, embedding) is harmless: the first subscriber stays.
     let _ = tracing_subscriber::fmt()
@@ -13,7 +25,7 @@ pub fn init() {
         .with_span_list(false)
         .with_target(false)
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .try_init();
 }
 

@@ -22,9 +22,20 @@
 //   POST /__answer     {"mode": "ok"} | {"mode": "echo_error", "status": 422}: the next answers
 //                      are errors whose message repeats the request's raw body and headers (as a
 //                      careless upstream does), to prove the relay never passes our secrets on
+//   POST /__bots       {"bot_id", "status", "updated_at"?, "error_code"?, "error_message"?,
+//                      "recorded"?}: what MeetingBaaS knows of a bot (its status and details
+//                      routes answer from it; a bot never set is unknown: 404)
 
 import http from "node:http";
-import { V2Zod, joinBody, joinResponse, leaveParams, leaveResponse } from "@meeting-baas/sdk";
+import {
+  V2Zod,
+  getMeetingDataQueryParams,
+  getMeetingDataResponse,
+  joinBody,
+  joinResponse,
+  leaveParams,
+  leaveResponse,
+} from "@meeting-baas/sdk";
 // zod is pinned to the SDK's own exact version (package.json), so both share one copy.
 import { z } from "zod";
 
@@ -87,11 +98,111 @@ const schemas = {
     body: deepStrict(V2Zod.retryCallbackBody),
     response: deepStrict(V2Zod.retryCallbackResponse),
   },
+  // Reconciliation and fresh artifacts.
+  v2Status: { params: deepStrict(V2Zod.getBotStatusParams), response: deepStrict(V2Zod.getBotStatusResponse) },
+  v2Details: { params: deepStrict(V2Zod.getBotDetailsParams), response: deepStrict(V2Zod.getBotDetailsResponse) },
+  v1MeetingData: { query: deepStrict(getMeetingDataQueryParams), response: deepStrict(getMeetingDataResponse) },
 };
-// Not used by these calls, so not extended here: 6.0.5's status enum (it lacks `retrying`,
-// `pickup_delayed`, `awaiting_reconciliation` and the upper-case codes) and its `Z`-only times.
+// Not extended here: 6.0.5's status enum (it lacks `retrying`, `pickup_delayed`,
+// `awaiting_reconciliation` and the upper-case codes) and its `Z`-only times. The tests set
+// only statuses and times the SDK's schemas accept, so every answer below passes them.
+
+/** What MeetingBaaS knows of each bot (POST /__bots). */
+const bots = new Map();
+/** Each fetch signs its URLs anew, as MeetingBaaS's presigned links are. */
+let signature = 0;
+
+function url(bot, file) {
+  signature += 1;
+  return `https://storage.example.com/${bot}/${file}?X-Amz-Signature=${signature.toString(16).padStart(8, "0")}`;
+}
+
+function v2Status(bot) {
+  const b = bots.get(bot);
+  return {
+    success: true,
+    data: {
+      bot_id: bot,
+      status: b.status,
+      transcription_status: b.status === "completed" ? "done" : "not-started",
+      updated_at: b.updated_at,
+    },
+  };
+}
+
+function v2Details(bot) {
+  const b = bots.get(bot);
+  const recorded = b.recorded ?? b.status === "completed";
+  return {
+    success: true,
+    data: {
+      bot_id: bot,
+      bot_name: "relay test",
+      meeting_url: "https://meet.google.com/abc-defg-hij",
+      meeting_platform: "meet",
+      recording_mode: "speaker_view",
+      status: b.status,
+      created_at: "2026-12-01T09:00:00Z",
+      joined_at: "2026-12-01T09:01:00Z",
+      exited_at: recorded || b.status === "failed" ? b.updated_at : null,
+      duration_seconds: recorded ? 1740 : null,
+      participants: [{ name: "Ada", id: 1 }],
+      speakers: [{ name: "Ada", id: 1 }],
+      artifacts_deleted: false,
+      video: recorded ? url(bot, "video.mp4") : null,
+      audio: recorded ? url(bot, "audio.wav") : null,
+      diarization: recorded ? url(bot, "diarization.jsonl") : null,
+      raw_transcription: null,
+      transcription: recorded ? url(bot, "transcription.json") : null,
+      transcription_ids: null,
+      transcription_provider: recorded ? "gladia" : null,
+      error_code: b.error_code ?? null,
+      error_message: b.error_message ?? null,
+      extra: null,
+      zoom_config: null,
+    },
+  };
+}
+
+function v1MeetingData(bot) {
+  const b = bots.get(bot);
+  const recorded = b.recorded ?? b.status === "completed";
+  const ended = recorded || b.status === "failed" ? b.updated_at : null;
+  return {
+    audio: recorded ? url(bot, "audio.wav") : "",
+    bot_data: {
+      bot: {
+        account_id: 1,
+        bot_exited_at: ended,
+        bot_joined_at: "2026-12-01T09:01:00Z",
+        bot_name: "relay test",
+        bot_param_id: 1,
+        created_at: "2026-12-01T09:00:00Z",
+        diarization_v2: false,
+        ended_at: ended,
+        errors: b.error_code ?? null,
+        extra: {},
+        id: 1,
+        meeting_url: "https://meet.google.com/abc-defg-hij",
+        mp4_s3_path: recorded ? `${bot}.mp4` : "",
+        reserved: false,
+        speech_to_text_api_key: "customer-stt-key-never-shown",
+        transcription_custom_parameters: {},
+        uuid: bot,
+        webhook_url: "https://relay.example.com/api/meeting-bot/webhook",
+      },
+      transcripts: [],
+    },
+    duration: recorded ? 1740 : 0,
+    meeting_participants_file: recorded ? url(bot, "participants.json") : "",
+    mp4: recorded ? url(bot, "video.mp4") : "",
+    speaker_diarization_file: recorded ? url(bot, "diarization.jsonl") : "",
+    speaker_diarization_file_network: "",
+  };
+}
 
 const BOT_ID = "7c0e7a4b-2f3d-4e5a-9b6c-1d2e3f4a5b6c";
+const SAMPLE_BOT = "0b6a1f1e-8c2d-4f6a-9e3b-5d4c3b2a1f00";
 
 /** The routes, each with its schemas and the answer MeetingBaaS gives. */
 const routes = [
@@ -123,6 +234,9 @@ const routes = [
     name: "v2Resend",
     answer: () => ({ success: true, data: { message: "Final webhook resent" } }),
   },
+  { method: "GET", re: /^\/v2\/bots\/(?<bot_id>[^/]+)\/status$/, name: "v2Status", bot: true, answer: (_, bot) => v2Status(bot) },
+  { method: "GET", re: /^\/v2\/bots\/(?<bot_id>[^/]+)$/, name: "v2Details", bot: true, answer: (_, bot) => v2Details(bot) },
+  { method: "GET", re: /^\/bots\/meeting_data$/, name: "v1MeetingData", bot: true, answer: (_, bot) => v1MeetingData(bot) },
   {
     method: "POST",
     re: /^\/v2\/bots\/(?<bot_id>[^/]+)\/retry-callback$/,
@@ -133,7 +247,26 @@ const routes = [
 ];
 
 // Our own answers must pass MeetingBaaS's response schemas before any test relies on them.
-for (const route of routes) {
+for (const [status, extra] of [
+  ["in_call_recording", {}],
+  ["completed", {}],
+  ["failed", { error_code: "BOT_NOT_ACCEPTED", error_message: "The bot was not let in" }],
+]) {
+  bots.set(SAMPLE_BOT, { status, updated_at: "2026-12-01T09:30:00Z", ...extra });
+  for (const [name, answer] of [
+    ["v2Status", v2Status],
+    ["v2Details", v2Details],
+    ["v1MeetingData", v1MeetingData],
+  ]) {
+    const ok = schemas[name].response.safeParse(answer(SAMPLE_BOT));
+    if (!ok.success) {
+      console.error(`fake MeetingBaaS: its own ${name} answer (${status}) fails the SDK schema:`, ok.error.issues);
+      process.exit(1);
+    }
+  }
+}
+bots.clear();
+for (const route of routes.filter((r) => !r.bot)) {
   const sample = route.answer({ webhook_url: "https://relay.example.com/api/meeting-bot/webhook" });
   const ok = schemas[route.name].response.safeParse(sample);
   if (!ok.success) {
@@ -186,6 +319,11 @@ function handle(req, res, raw) {
     answerMode = { mode: "ok" };
     return send(res, 200, { reset: true });
   }
+  if (url.pathname === "/__bots" && req.method === "POST") {
+    const b = JSON.parse(raw || "{}");
+    bots.set(b.bot_id, { updated_at: new Date().toISOString().replace(/\.\d+Z$/, "Z"), ...b });
+    return send(res, 200, bots.get(b.bot_id));
+  }
   if (url.pathname === "/__answer" && req.method === "POST") {
     answerMode = JSON.parse(raw || "{}");
     return send(res, 200, answerMode);
@@ -229,6 +367,14 @@ function handle(req, res, raw) {
   record.schema = route.name;
   const params = url.pathname.match(route.re).groups ?? {};
   if (schema.params) record.issues.push(...issuesOf(schema.params.safeParse(params), "params"));
+  let query;
+  if (schema.query) {
+    query = Object.fromEntries(
+      [...url.searchParams].map(([k, v]) => [k, v === "true" ? true : v === "false" ? false : v]),
+    );
+    record.issues.push(...issuesOf(schema.query.safeParse(query), "query"));
+  }
+  const botId = params.bot_id ?? query?.bot_id;
   if (route.body) {
     if (body === undefined) record.issues.push("body: missing");
     else record.issues.push(...issuesOf(schema.body.safeParse(body), "body"));
@@ -257,7 +403,12 @@ function handle(req, res, raw) {
     record.status = 400;
     return send(res, 400, { success: false, error: "Bad Request", message: record.issues.join("; ") });
   }
-  const answer = route.answer(body);
+  record.bot_id = botId ?? null;
+  if (route.bot && !bots.has(botId)) {
+    record.status = 404;
+    return send(res, 404, { success: false, error: "Not Found", message: "Bot not found" });
+  }
+  const answer = route.answer(body, botId);
   const checked = schema.response.safeParse(answer);
   record.response_valid = checked.success;
   if (!checked.success) record.issues.push(...issuesOf(checked, "response"));

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod meetingbaas_fake;
+
 pub const API_KEY: &str = "test-api-key-4f1c9a";
 pub const API_KEY_2: &str = "rotated-api-key-77d0e2b1";
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

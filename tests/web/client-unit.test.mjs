@@ -406,3 +406,23 @@ test('unsubscribe stops delivery; helpers', async () => {
   assert.equal('truncated' in merged, false);
   assert.throws(() => new RelayClient({ url: 'ws://x/ws', WebSocket: class {} }), /token/);
 });
+
+test('getArtifacts asks the relay for fresh URLs with the token, and says why when refused', async () => {
+  const asked = [];
+  const answers = [
+    { status: 200, body: { bot_id: 'b1', video: 'https://v/1', fetched_at: '2026-12-01T10:00:00.000Z' } },
+    { status: 404, body: { error: 'MeetingBaaS does not know this bot' } },
+  ];
+  const fetch = async (url, init) => {
+    asked.push({ url, auth: init.headers.authorization });
+    const a = answers.shift();
+    return { ok: a.status < 400, status: a.status, json: async () => a.body };
+  };
+  const h = harness({ fetch });
+  const got = await h.client.getArtifacts('b1');
+  assert.equal(got.video, 'https://v/1');
+  assert.deepEqual(asked[0], { url: 'http://relay.test/api/meeting-bot/b1/artifacts', auth: 'Bearer tok' });
+  await assert.rejects(h.client.getArtifacts('b 2'), /HTTP 404: MeetingBaaS does not know this bot/);
+  assert.equal(asked[1].url, 'http://relay.test/api/meeting-bot/b%202/artifacts');
+  h.client.close();
+});

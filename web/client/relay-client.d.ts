@@ -13,6 +13,21 @@ export type SessionStatus =
   | 'completed'
   | 'failed';
 
+/** `GET /api/meeting-bot/{bot_id}/artifacts`: URLs are `null` when MeetingBaaS has none. */
+export interface Artifacts {
+  bot_id: string;
+  video: string | null;
+  audio: string | null;
+  transcription: string | null;
+  raw_transcription: string | null;
+  diarization: string | null;
+  meeting_participants: string | null;
+  duration_seconds: number | null;
+  artifacts_deleted: boolean | null;
+  /** When the relay fetched them (RFC 3339): presigned, they last about 4 hours from then. */
+  fetched_at: string;
+}
+
 /** Canonical event types: the `event` field of every event message. */
 export type EventType =
   | 'meeting.started'
@@ -295,6 +310,8 @@ export declare class RelayClient {
   bot(botId: string): BotState | null;
   /** Close for good: no reconnect. */
   close(): void;
+  /** Fresh artifact URLs of a bot, fetched from MeetingBaaS by the relay now (read scope). */
+  getArtifacts(botId: string): Promise<Artifacts>;
 }
 
 export default RelayClient;

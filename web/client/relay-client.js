@@ -755,6 +755,24 @@ export class RelayClient {
     this._deliverRaw(msg);
   }
 
+  /**
+   * Fresh artifact URLs of a bot (video, audio, transcription, …), fetched from MeetingBaaS
+   * by the relay now: the links stored with a completion expire after a few hours, these
+   * work for about four hours from `fetched_at`. Rejects with the relay's error reason.
+   */
+  async getArtifacts(botId) {
+    const url = `${this.httpBase}/api/meeting-bot/${encodeURIComponent(botId)}/artifacts`;
+    let token = this._lastToken ?? (this._getToken ? await this._getToken() : null);
+    let res = await this._fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status === 401 && this._getToken) {
+      token = this._lastToken = await this._getToken();
+      res = await this._fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    }
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}: ${body.error ?? ''}`);
+    return body;
+  }
+
   async _fetchFull(b, msg) {
     const url = `${this.httpBase}/api/meeting-bot/${encodeURIComponent(b.id)}/events/${encodeURIComponent(msg.event_id)}`;
     let lastError = null;

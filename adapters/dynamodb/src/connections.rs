@@ -404,9 +404,6 @@ impl ConnectionStore for DynamoConnections {
     }
 }
 
-/// Creates the connections table if it does not exist (on-demand capacity, keys `pk`/`sk`),
-/// waits until it is ACTIVE, checks its keys, and turns TTL on `expires_at` on. Idempotent;
-/// safe to run from several processes at once.
 /// Creates the connections table when it is missing, waits until it is ACTIVE and makes sure
 /// TTL is on `expires_at` ([`ensure_table`]).
 pub async fn ensure_connections_table(client: &Client, table: &str) -> Result<(), StoreError> {
@@ -415,6 +412,7 @@ pub async fn ensure_connections_table(client: &Client, table: &str) -> Result<()
         table,
         TableSpec {
             new_image_stream: false,
+            open_index: false,
         },
     )
     .await

@@ -10,9 +10,10 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableDescription, TableStatus, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use relay_core::ports::store::StoreError;
 
@@ -29,7 +30,18 @@ const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
 pub struct TableSpec {
     /// A NEW_IMAGE stream (the events table's, which feeds the fan-out).
     pub new_image_stream: bool,
+    /// The sparse open-session index (the events table's, which reconciliation reads).
+    pub open_index: bool,
 }
+
+/// The sparse global secondary index of open sessions: only session items that are not final
+/// carry its keys. One partition (`OPEN`), sorted by the store port's `index_key`; projected
+/// with the session's `status` and `expires_at`, so a pass reads ~120 bytes per open session.
+pub const OPEN_INDEX: &str = "open-sessions";
+/// Its partition key attribute (always [`OPEN_PARTITION`]) and sort key attribute.
+pub const OPEN_PK: &str = "open_pk";
+pub const OPEN_SK: &str = "open_sk";
+pub const OPEN_PARTITION: &str = "OPEN";
 
 /// Creates `table` when it is missing, waits until it is ACTIVE, checks its keys and makes
 /// sure its stream (when asked for) and TTL are on.
@@ -42,6 +54,9 @@ pub async fn ensure_table(client: &Client, table: &str, spec: TableSpec) -> Resu
         desc = wait_active(client, table).await?;
     }
     check_keys(table, &desc)?;
+    if spec.open_index && !has_open_index(&desc) {
+        add_open_index(client, table).await?;
+    }
     if spec.new_image_stream {
         match desc.stream_specification().filter(|s| s.stream_enabled()) {
             Some(s) if s.stream_view_type() == Some(&StreamViewType::NewImage) => {}
@@ -108,6 +123,12 @@ async fn create(
     if spec.new_image_stream {
         request = request.stream_specification(new_image_stream()?);
     }
+    if spec.open_index {
+        for def in open_index_attributes()? {
+            request = request.attribute_definitions(def);
+        }
+        request = request.global_secondary_indexes(open_index()?);
+    }
     match request.send().await {
         Ok(_) => {}
         // Another process created it first: fine, wait for it like for our own.
@@ -116,6 +137,94 @@ async fn create(
         Err(e) => return Err(unavailable(table, op, &e)),
     }
     wait_active(client, table).await
+}
+
+fn has_open_index(desc: &TableDescription) -> bool {
+    desc.global_secondary_indexes()
+        .iter()
+        .any(|i| i.index_name() == Some(OPEN_INDEX))
+}
+
+fn open_index_attributes() -> Result<Vec<AttributeDefinition>, StoreError> {
+    [OPEN_PK, OPEN_SK]
+        .into_iter()
+        .map(|name| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| build_error("open index", &e))
+        })
+        .collect()
+}
+
+fn open_index() -> Result<GlobalSecondaryIndex, StoreError> {
+    let key = |name, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| build_error("open index", &e))
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(OPEN_INDEX)
+        .key_schema(key(OPEN_PK, KeyType::Hash)?)
+        .key_schema(key(OPEN_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("status")
+                .non_key_attributes(TTL_ATTRIBUTE)
+                .build(),
+        )
+        .build()
+        .map_err(|e| build_error("open index", &e))
+}
+
+/// A table from before the index gets it (sessions written since carry its keys; older ones
+/// join it on their next event), and the call waits until the index is ACTIVE.
+async fn add_open_index(client: &Client, table: &str) -> Result<(), StoreError> {
+    let op = "UpdateTable (open index)";
+    let index = open_index()?;
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(OPEN_INDEX)
+        .set_key_schema(Some(index.key_schema().to_vec()))
+        .set_projection(index.projection().cloned())
+        .build()
+        .map_err(|e| build_error(op, &e))?;
+    let sent = client
+        .update_table()
+        .table_name(table)
+        .set_attribute_definitions(Some(open_index_attributes()?))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+        )
+        .send()
+        .await;
+    if let Err(e) = sent {
+        // Another process may have added it meanwhile.
+        let desc = describe(client, table).await?;
+        if !desc.as_ref().is_some_and(has_open_index) {
+            return Err(unavailable(table, op, &e));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_WAIT;
+    loop {
+        let desc = wait_active(client, table).await?;
+        let active = desc.global_secondary_indexes().iter().any(|i| {
+            i.index_name() == Some(OPEN_INDEX) && i.index_status() == Some(&IndexStatus::Active)
+        });
+        if active {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "dynamodb index {OPEN_INDEX} of {table} did not become ACTIVE within {}s",
+                TABLE_ACTIVE_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn new_image_stream() -> Result<StreamSpecification, StoreError> {

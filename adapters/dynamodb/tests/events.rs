@@ -416,3 +416,52 @@ async fn expired_items_count_as_gone_and_seqs_are_never_reused() {
     let session = store.session(&bot).await.expect("session").expect("fresh");
     assert_eq!(session.seq, 2);
 }
+
+/// A table from before the open-session index gets it at the next start, and sessions written
+/// since are found through it.
+#[tokio::test]
+async fn a_table_without_the_open_index_gets_it() {
+    let client = test_client().await;
+    let name = format!("relay-test-old-{:016x}", rand::random::<u64>());
+    relay_dynamodb::table::ensure_table(
+        &client,
+        &name,
+        relay_dynamodb::table::TableSpec {
+            new_image_stream: true,
+            open_index: false,
+        },
+    )
+    .await
+    .expect("old table");
+    ensure_events_table(&client, &name).await.expect("upgrade");
+    let desc = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table");
+    let index = desc
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some(relay_dynamodb::table::OPEN_INDEX))
+        .expect("the index was added");
+    assert_eq!(
+        index.index_status(),
+        Some(&aws_sdk_dynamodb::types::IndexStatus::Active)
+    );
+    // Twice is fine (every start calls it).
+    ensure_events_table(&client, &name).await.expect("again");
+
+    let store = DynamoStore::new(client, name, Retention { days: 7 });
+    let bot = contract::fresh_bot("upgraded");
+    let then = chrono::Utc::now() - chrono::Duration::hours(1);
+    store.ensure_session(&bot, then).await.expect("session");
+    let open = store
+        .open_sessions(chrono::Utc::now(), None, 10)
+        .await
+        .expect("query");
+    assert_eq!(open.len(), 1);
+    assert_eq!((&open[0].bot_id, open[0].last_updated), (&bot, then));
+}

@@ -123,6 +123,10 @@ pub fn api_router(api: Arc<ApiHandler>, cors_origins: &[String]) -> Router {
             get(status).options(no_content),
         )
         .route(
+            "/api/meeting-bot/{bot}/artifacts",
+            get(artifacts).options(no_content),
+        )
+        .route(
             "/api/meeting-bot/{bot}/events",
             get(events).options(no_content),
         )
@@ -296,6 +300,21 @@ async fn retry_callback(
             let claims = bearer(&api, &headers)?;
             let Path(bot) = path.map_err(|e| path_error(&e))?;
             api.retry_callback(&claims, &bot).await
+        }
+        .await,
+    )
+}
+
+async fn artifacts(
+    State(api): State<Arc<ApiHandler>>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    Answer(
+        async {
+            let claims = bearer(&api, &headers)?;
+            let Path(bot) = path.map_err(|e| path_error(&e))?;
+            api.artifacts(&claims, &bot).await
         }
         .await,
     )

@@ -125,6 +125,27 @@ impl MeetingBaasClient {
 }
 
 /// The new bot's id in a create-bot answer (v1 `{"bot_id"}`, v2 `{"data":{"bot_id"}}`).
+/// A 404 is MeetingBaaS not knowing the bot: an answer, not a failure.
+fn unless_unknown(
+    result: Result<Value, MeetingBaasError>,
+) -> Result<Option<Value>, MeetingBaasError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(MeetingBaasError::Upstream { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// v2 answers wrap what they say in `{success, data}`.
+fn data_of(out: Value) -> Value {
+    match out {
+        Value::Object(mut map) if map.contains_key("data") => {
+            map.remove("data").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
 fn bot_id_of(out: &Value) -> Option<String> {
     out.get("bot_id")
         .or_else(|| out.get("data").and_then(|d| d.get("bot_id")))
@@ -201,6 +222,30 @@ impl MeetingBaas for MeetingBaasClient {
     }
 
     /// v2 `POST /v2/bots/{bot_id}/retry-callback` with `{url, method: "POST", secret}`.
+    async fn bot_status(&self, bot: &BotId) -> Result<Option<Value>, MeetingBaasError> {
+        if self.version != ApiVersion::V2 {
+            return Err(self.unsupported("bot status"));
+        }
+        let req = self.http.get(format!("{}/v2/bots/{bot}/status", self.base));
+        Ok(unless_unknown(self.call(req, &[]).await)?.map(data_of))
+    }
+
+    async fn bot_details(&self, bot: &BotId) -> Result<Option<Value>, MeetingBaasError> {
+        let req = match self.version {
+            // A bot id holds only characters a query value may carry as they are.
+            ApiVersion::V1 => self.http.get(format!(
+                "{}/bots/meeting_data?bot_id={bot}&include_transcripts=false",
+                self.base
+            )),
+            ApiVersion::V2 => self.http.get(format!("{}/v2/bots/{bot}", self.base)),
+        };
+        let out = unless_unknown(self.call(req, &[]).await)?;
+        Ok(match self.version {
+            ApiVersion::V1 => out,
+            ApiVersion::V2 => out.map(data_of),
+        })
+    }
+
     async fn retry_callback(
         &self,
         bot: &BotId,

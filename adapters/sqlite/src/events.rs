@@ -26,7 +26,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use relay_core::domain::bot_id::BotId;
 use relay_core::domain::event::{EventId, EventKind, Family, NewEvent, StoredEvent};
 use relay_core::domain::session::{Session, Status};
-use relay_core::ports::store::{Appended, EventPage, EventStore, MAX_PAGE, Retention, StoreError};
+use relay_core::ports::store::{
+    Appended, EventPage, EventStore, MAX_PAGE, OpenSession, Retention, StoreError,
+};
 
 /// Most requests one commit carries; bounds how long the first request of a batch waits.
 const MAX_BATCH: usize = 256;
@@ -45,12 +47,15 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const PURGE_STEP: u32 = 1000;
 /// Bumped when the schema changes; a file from a newer build is refused rather than misread,
 /// one from an older build is migrated (`MIGRATIONS`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// What turns a file of version N (index N - 1) into version N + 1.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 2: an outcome delivered again by another path names the first one.
     "ALTER TABLE events ADD COLUMN repeat_of TEXT;",
+    // 3: the open-session index reconciliation reads (filled from the documents by
+    // `backfill_open_index` in the same transaction).
+    "ALTER TABLE sessions ADD COLUMN open_at TEXT;",
 ];
 
 const SCHEMA: &str = r"
@@ -78,9 +83,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     bot_id     TEXT    PRIMARY KEY NOT NULL,
     seq        INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    doc        TEXT    NOT NULL
+    doc        TEXT    NOT NULL,
+    open_at    TEXT
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+-- Only open sessions are in it: `open_at` is the session's last change, fixed-width text
+-- (`index_key` order), NULL once final.
+CREATE INDEX IF NOT EXISTS sessions_open ON sessions (open_at, bot_id) WHERE open_at IS NOT NULL;
 ";
 
 /// Column list shared by every event read; `body` last so lookups that stop early never
@@ -221,6 +230,46 @@ impl EventStore for SqliteStore {
     async fn session(&self, bot: &BotId) -> Result<Option<Session>, StoreError> {
         let bot = bot.clone();
         self.read(move |conn| load_session(conn, &bot)).await
+    }
+
+    async fn open_sessions(
+        &self,
+        idle_before: DateTime<Utc>,
+        cursor: Option<&OpenSession>,
+        limit: u32,
+    ) -> Result<Vec<OpenSession>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let before = fixed_instant(idle_before);
+        let (after_at, after_bot) = cursor
+            .map(|c| (fixed_instant(c.last_updated), c.bot_id.as_str().to_owned()))
+            .unwrap_or_default();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT bot_id, open_at, json_extract(doc, '$.status') FROM sessions \
+                 WHERE open_at IS NOT NULL AND open_at < ?1 AND (open_at, bot_id) > (?2, ?3) \
+                 ORDER BY open_at, bot_id LIMIT ?4",
+            )?;
+            let rows = stmt.query_map((before, after_at, after_bot, limit), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut open = Vec::new();
+            for row in rows {
+                let (bot, at, status) = row?;
+                open.push(OpenSession {
+                    bot_id: BotId::parse(&bot).map_err(|_| corrupt("bot id", &bot))?,
+                    status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                    last_updated: DateTime::parse_from_rfc3339(&at)
+                        .map_err(|_| corrupt("open_at", &at))?
+                        .with_timezone(&Utc),
+                });
+            }
+            Ok(open)
+        })
+        .await
     }
 
     async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError> {
@@ -378,13 +427,43 @@ fn configure_writer(conn: &Connection) -> Result<(), Fault> {
     } else {
         String::new()
     };
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {migrations} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-    ))
-    .inspect_err(|_| {
+    let migrate = || -> Result<(), Fault> {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {migrations} {SCHEMA}"))?;
+        if has_tables && version < 3 {
+            backfill_open_index(conn)?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
+        Ok(())
+    };
+    migrate().inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
-    })?;
+    })
+}
+
+/// Fills `open_at` for the sessions of a file from before the open-session index.
+fn backfill_open_index(conn: &Connection) -> Result<(), Fault> {
+    let rows: Vec<(String, String)> = conn
+        .prepare("SELECT bot_id, doc FROM sessions")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = conn.prepare("UPDATE sessions SET open_at = ?2 WHERE bot_id = ?1")?;
+    for (bot, doc) in rows {
+        let session: Session = serde_json::from_str(&doc)
+            .map_err(|e| Fault::Corrupt(format!("session of bot {bot} does not decode: {e}")))?;
+        update.execute((bot, open_at(&session)))?;
+    }
     Ok(())
+}
+
+/// The session's `open_at` column: its last change while open, else NULL.
+fn open_at(session: &Session) -> Option<String> {
+    session
+        .is_open()
+        .then(|| fixed_instant(session.last_updated))
+}
+
+fn fixed_instant(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 fn open_reader(path: &Path) -> Result<Connection, Fault> {
@@ -685,9 +764,14 @@ fn ensure_session_one(
     let doc = serde_json::to_string(&session)
         .map_err(|e| Fault::Corrupt(format!("session does not serialize: {e}")))?;
     conn.prepare_cached(
-        "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, 0, ?2, ?3)",
+        "INSERT INTO sessions (bot_id, seq, expires_at, doc, open_at) VALUES (?1, 0, ?2, ?3, ?4)",
     )?
-    .execute((bot.as_str(), retention.expires_at(now), doc))?;
+    .execute((
+        bot.as_str(),
+        retention.expires_at(now),
+        doc,
+        open_at(&session),
+    ))?;
     Ok(session)
 }
 
@@ -744,11 +828,17 @@ fn append_one(conn: &Connection, event: NewEvent, retention: Retention) -> Resul
     let doc = serde_json::to_string(&session)
         .map_err(|e| Fault::Corrupt(format!("session does not serialize: {e}")))?;
     conn.prepare_cached(
-        "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (bot_id) DO UPDATE SET \
-         seq = excluded.seq, expires_at = excluded.expires_at, doc = excluded.doc",
+        "INSERT INTO sessions (bot_id, seq, expires_at, doc, open_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (bot_id) DO UPDATE SET seq = excluded.seq, \
+         expires_at = excluded.expires_at, doc = excluded.doc, open_at = excluded.open_at",
     )?
-    .execute((bot, seq, retention.expires_at(session.last_updated), doc))?;
+    .execute((
+        bot,
+        seq,
+        retention.expires_at(session.last_updated),
+        doc,
+        open_at(&session),
+    ))?;
 
     let status = session.status;
     let seq = session.seq;
@@ -936,7 +1026,7 @@ mod tests {
         let path = dir.path().join("events.db");
         {
             let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace("    repeat_of    TEXT,\n", "");
+            let v1 = schema_before_open_index().replace("    repeat_of    TEXT,\n", "");
             conn.execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
                 .unwrap();
         }
@@ -955,6 +1045,56 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    fn schema_before_open_index() -> String {
+        SCHEMA
+            .replace(",\n    open_at    TEXT\n", "\n")
+            .lines()
+            .filter(|l| !l.contains("sessions_open") && !l.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A file from before the open-session index opens with its open sessions in the index
+    /// and its final ones out of it.
+    #[tokio::test]
+    async fn a_version_2_file_gets_its_open_sessions_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let then = Utc::now() - chrono::Duration::hours(2);
+        let (open, done) = (fresh_bot("was-open"), fresh_bot("was-done"));
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&format!(
+                "{} PRAGMA user_version = 2;",
+                schema_before_open_index()
+            ))
+            .unwrap();
+            let mut finished = Session::new(done.clone(), then);
+            finished.status = Status::Completed;
+            for session in [Session::new(open.clone(), then), finished] {
+                conn.execute(
+                    "INSERT INTO sessions (bot_id, seq, expires_at, doc) VALUES (?1, 0, ?2, ?3)",
+                    (
+                        session.bot_id.as_str(),
+                        RETENTION.expires_at(then),
+                        serde_json::to_string(&session).unwrap(),
+                    ),
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path, RETENTION).unwrap();
+        let found = store.open_sessions(Utc::now(), None, 10).await.unwrap();
+        assert_eq!(
+            found,
+            vec![OpenSession {
+                bot_id: open,
+                status: Status::Starting,
+                last_updated: then
+            }]
+        );
     }
 
     #[test]

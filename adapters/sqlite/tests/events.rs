@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use relay_core::ports::store::{EventPage, EventStore, StoreError};
+use relay_core::ports::store::{EventPage, EventStore, OpenSession, StoreError};
 use relay_core::testing::store_contract::{RETENTION, fresh_bot, new_event};
 use relay_core::{Appended, BotId, EventId, EventKind, NewEvent, Session, StoredEvent};
 use relay_sqlite::events::SqliteStore;
@@ -52,6 +52,15 @@ impl EventStore for TempStore {
         event_id: &EventId,
     ) -> Result<Option<StoredEvent>, StoreError> {
         self.store.event(bot, event_id).await
+    }
+
+    async fn open_sessions(
+        &self,
+        idle_before: chrono::DateTime<chrono::Utc>,
+        cursor: Option<&OpenSession>,
+        limit: u32,
+    ) -> Result<Vec<OpenSession>, StoreError> {
+        self.store.open_sessions(idle_before, cursor, limit).await
     }
 }
 

@@ -46,6 +46,12 @@ impl BotId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The reserved id account-level events are kept under: no bot, no lifecycle, never
+    /// reconciled.
+    pub fn is_account_level(&self) -> bool {
+        self.0 == crate::domain::payload::CALENDAR_BOT
+    }
 }
 
 impl fmt::Display for BotId {

@@ -26,12 +26,16 @@ pub enum EventKind {
     BotStatusChange,
     #[serde(rename = "chat.message")]
     ChatMessage,
+    /// What MeetingBaaS reported when the relay asked (reconciliation); never parsed from a
+    /// delivery.
+    #[serde(rename = "bot.reconciled")]
+    BotReconciled,
     #[serde(rename = "unknown")]
     Unknown,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::MeetingStarted,
         EventKind::MeetingCompleted,
         EventKind::MeetingFailed,
@@ -39,6 +43,7 @@ impl EventKind {
         EventKind::TranscriptionUpdated,
         EventKind::BotStatusChange,
         EventKind::ChatMessage,
+        EventKind::BotReconciled,
         EventKind::Unknown,
     ];
 
@@ -51,6 +56,7 @@ impl EventKind {
             EventKind::TranscriptionUpdated => "transcription.updated",
             EventKind::BotStatusChange => "bot.status_change",
             EventKind::ChatMessage => "chat.message",
+            EventKind::BotReconciled => "bot.reconciled",
             EventKind::Unknown => "unknown",
         }
     }

@@ -8,6 +8,7 @@ pub mod event;
 pub mod idempotency;
 pub mod message;
 pub mod payload;
+pub mod report;
 pub mod session;
 pub mod status;
 pub mod token;

@@ -80,12 +80,13 @@ impl Report {
             return Report::Outcome(outcome);
         }
         match (event.kind, event.status_code.as_deref()) {
-            (EventKind::BotStatusChange | EventKind::MeetingStarted, Some(code)) => {
-                Report::Signal {
-                    code: code.to_owned(),
-                    at: event.occurred_at.as_deref().and_then(parse_instant),
-                }
-            }
+            (
+                EventKind::BotStatusChange | EventKind::MeetingStarted | EventKind::BotReconciled,
+                Some(code),
+            ) => Report::Signal {
+                code: code.to_owned(),
+                at: event.occurred_at.as_deref().and_then(parse_instant),
+            },
             (EventKind::MeetingStarted, None) => Report::Untimed(Status::InCall),
             _ => Report::Nothing,
         }
@@ -312,6 +313,12 @@ impl Session {
             created_at: now,
             last_updated: now,
         }
+    }
+
+    /// Not final and a real bot: what the open-session index holds and reconciliation asks
+    /// MeetingBaaS about.
+    pub fn is_open(&self) -> bool {
+        !self.status.is_terminal() && !self.bot_id.is_account_level()
     }
 
     /// Applies one newly stored event (at `self.seq + 1`) by what it reports

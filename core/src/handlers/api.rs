@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::domain::bot_id::BotId;
 use crate::domain::event::{EventId, StoredEvent};
+use crate::domain::report::Artifacts;
 use crate::domain::token::{Claims, Scope, TokenKeys};
 use crate::ports::meetingbaas::{ApiVersion, CallbackConfig, MeetingBaas, MeetingBaasError};
 use crate::ports::store::{EventStore, MAX_PAGE, StoreError};
@@ -277,6 +278,23 @@ impl ApiHandler {
         };
         self.control.meetingbaas.set_account_webhook(&url).await?;
         to_text(&json!({"webhook_url": url, "configured": true}))
+    }
+
+    /// `GET /api/meeting-bot/{bot_id}/artifacts`: fresh artifact URLs, fetched from
+    /// MeetingBaaS now (the ones stored with the completion expire after a few hours).
+    pub async fn artifacts(&self, claims: &Claims, bot: &str) -> Result<String, ApiError> {
+        let bot = self.read_claims(claims, bot)?;
+        if bot.is_account_level() {
+            return Err(ApiError::NotFound("the account-level bot has no artifacts"));
+        }
+        let details = self
+            .control
+            .meetingbaas
+            .bot_details(&bot)
+            .await?
+            .ok_or(ApiError::NotFound("MeetingBaaS does not know this bot"))?;
+        let artifacts = Artifacts::from_details(self.version(), &details);
+        to_text(&artifacts.answer(&bot, chrono::Utc::now()))
     }
 
     /// `GET /api/meeting-bot/{bot_id}/status`: the session snapshot.

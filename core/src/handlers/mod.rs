@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod fanout;
+pub mod reconcile;
 pub mod subscription;
 pub mod webhook;

@@ -101,6 +101,15 @@ pub trait MeetingBaas: Send + Sync + 'static {
     /// `Unsupported` on v1.
     async fn resend_final_webhook(&self, bot: &BotId) -> Result<(), MeetingBaasError>;
 
+    /// The bot's current status (v2 `GET /v2/bots/{id}/status`, its `data`); `Ok(None)` when
+    /// MeetingBaaS does not know the bot (404); `Unsupported` on v1.
+    async fn bot_status(&self, bot: &BotId) -> Result<Option<Value>, MeetingBaasError>;
+
+    /// The bot's details with fresh artifact URLs (v1 `GET /bots/meeting_data?bot_id=`, the
+    /// whole answer; v2 `GET /v2/bots/{id}`, its `data`); `Ok(None)` when MeetingBaaS does not
+    /// know the bot (404).
+    async fn bot_details(&self, bot: &BotId) -> Result<Option<Value>, MeetingBaasError>;
+
     /// MeetingBaaS sends the bot's callback again, to `callback`
     /// (v2 `POST /v2/bots/{id}/retry-callback`); `Unsupported` on v1.
     async fn retry_callback(

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::bot_id::BotId;
 use crate::domain::event::{EventId, EventKind, NewEvent, StoredEvent};
-use crate::domain::session::Session;
+use crate::domain::session::{Session, Status};
 
 /// Result of offering an event to the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,41 @@ pub struct EventPage {
     pub events: Vec<StoredEvent>,
     /// More events exist after the last one returned.
     pub more: bool,
+}
+
+/// One entry of the open-session index: a session that is not final (never the account-level
+/// bot), with when it last changed. Also the cursor a pass resumes after: the index is ordered
+/// by (`last_updated`, `bot_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub bot_id: BotId,
+    pub status: Status,
+    pub last_updated: DateTime<Utc>,
+}
+
+impl OpenSession {
+    pub fn of(session: &Session) -> Option<Self> {
+        session.is_open().then(|| Self {
+            bot_id: session.bot_id.clone(),
+            status: session.status,
+            last_updated: session.last_updated,
+        })
+    }
+
+    /// The index's sort key, the same text in both stores: the instant at nanosecond precision
+    /// (fixed width, so text order is time order), then the bot.
+    pub fn index_key(&self) -> String {
+        index_key(self.last_updated, &self.bot_id)
+    }
+}
+
+/// See [`OpenSession::index_key`].
+pub fn index_key(at: DateTime<Utc>, bot: &BotId) -> String {
+    format!(
+        "{}#{}",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        bot
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +147,18 @@ pub trait EventStore: Send + Sync + 'static {
         bot: &BotId,
         event_id: &EventId,
     ) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Open sessions (not final, not the account-level bot) last changed before
+    /// `idle_before`, oldest first, after `cursor` in (`last_updated`, `bot_id`) order, at most
+    /// `limit` (1..=[`MAX_PAGE`]). Read from an index the appends maintain, never a scan of
+    /// the events; the DynamoDB index is eventually consistent, so an entry may be a moment
+    /// stale: read the session before acting on it.
+    async fn open_sessions(
+        &self,
+        idle_before: DateTime<Utc>,
+        cursor: Option<&OpenSession>,
+        limit: u32,
+    ) -> Result<Vec<OpenSession>, StoreError>;
 }
 
 /// Largest page the stores return, whatever is asked.

@@ -439,6 +439,112 @@ pub async fn an_outcome_by_a_second_path_is_a_repeat(store: Arc<dyn EventStore>)
     assert_eq!((session.status, session.seq), (Status::Completed, 2));
 }
 
+/// The open-session index: open sessions idle past the cut, oldest first, paged by cursor;
+/// a session leaves it when final, the account-level bot is never in it.
+pub async fn open_sessions_are_indexed_oldest_first(store: Arc<dyn EventStore>) {
+    let now = Utc::now();
+    let hours = |h: i64| now - chrono::Duration::hours(h);
+    let at = |mut e: NewEvent, when| {
+        e.received_at = when;
+        e
+    };
+    let (a, b, c, done, fresh) = (
+        fresh_bot("open-a"),
+        fresh_bot("open-b"),
+        fresh_bot("open-c"),
+        fresh_bot("open-done"),
+        fresh_bot("open-fresh"),
+    );
+    store
+        .append(at(status_event(&b, "j", "joining_call"), hours(2)))
+        .await
+        .expect("append");
+    store
+        .ensure_session(&a, hours(3))
+        .await
+        .expect("ensure session");
+    store
+        .append(at(status_event(&c, "r", "in_call_recording"), hours(1)))
+        .await
+        .expect("append");
+    store
+        .append(at(status_event(&done, "j", "joining_call"), hours(4)))
+        .await
+        .expect("append");
+    let complete = format!(r#"{{"event":"complete","data":{{"bot_id":"{done}"}}}}"#);
+    store
+        .append(at(
+            new_event(&done, "c", EventKind::MeetingCompleted, None, complete),
+            hours(2),
+        ))
+        .await
+        .expect("append");
+    store
+        .append(status_event(&fresh, "j", "joining_call"))
+        .await
+        .expect("append");
+    let calendar = BotId::parse(crate::domain::payload::CALENDAR_BOT).expect("valid");
+    store
+        .append(at(
+            new_event(
+                &calendar,
+                &format!("cal-{}", fresh_bot("k")),
+                EventKind::Unknown,
+                None,
+                "{}".into(),
+            ),
+            hours(2),
+        ))
+        .await
+        .expect("append");
+
+    // Page through everything idle for 30 minutes, two at a time (other cases' bots and
+    // earlier runs may be there too), keeping ours.
+    let cut = now - chrono::Duration::minutes(30);
+    let mut cursor = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .open_sessions(cut, cursor.as_ref(), 2)
+            .await
+            .expect("open sessions");
+        assert!(page.len() <= 2, "the limit holds");
+        for open in &page {
+            assert!(open.last_updated < cut, "only sessions idle past the cut");
+            assert!(
+                !open.bot_id.is_account_level(),
+                "never the account-level bot"
+            );
+            assert!(!open.status.is_terminal(), "never a final session");
+        }
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        if let Some(previous) = &cursor {
+            assert!(
+                last.index_key() > previous.index_key(),
+                "pages move forward"
+            );
+        }
+        seen.extend(
+            page.into_iter()
+                .filter(|o| [&a, &b, &c, &done, &fresh].contains(&&o.bot_id)),
+        );
+        cursor = Some(last);
+    }
+    let ours: Vec<(&str, Status)> = seen.iter().map(|o| (o.bot_id.as_str(), o.status)).collect();
+    assert_eq!(
+        ours,
+        vec![
+            (a.as_str(), Status::Starting),
+            (b.as_str(), Status::Joining),
+            (c.as_str(), Status::Recording)
+        ],
+        "oldest first; the completed and the fresh sessions are not there"
+    );
+    assert_eq!(seen[0].last_updated, hours(3));
+}
+
 #[macro_export]
 macro_rules! event_store_contract {
     ($make:expr) => {
@@ -453,7 +559,8 @@ macro_rules! event_store_contract {
             reads_of_unknown_things_are_empty,
             ensure_session_creates_once_and_never_disturbs,
             every_field_round_trips,
-            an_outcome_by_a_second_path_is_a_repeat
+            an_outcome_by_a_second_path_is_a_repeat,
+            open_sessions_are_indexed_oldest_first
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -201,24 +201,35 @@ async fn control_call(
     path: &str,
     body: serde_json::Value,
 ) -> CliResult {
+    relay_call(api, bots, Scope::Control, path, Some(body)).await
+}
+
+/// Calls a route with a short-lived (5 minutes) token of `scope` for `bots`: a POST of
+/// `body`, or a GET without one; prints the answer.
+async fn relay_call(
+    api: &RelayApi,
+    bots: &[&str],
+    scope: Scope,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> CliResult {
     let config = Config::from_env()?;
     let keys = TokenKeys::new(&client_secret(&config, &api.data)?)?;
     let token = keys.mint(&Claims {
         sub: "relay-cli".into(),
         exp: chrono::Utc::now().timestamp() + 300,
         bots: bots.iter().map(|b| (*b).to_owned()).collect(),
-        scope: Scope::Control,
+        scope,
     })?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     let url = format!("{}{path}", api.api_url.trim_end_matches('/'));
-    let resp = http
-        .post(&url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await?;
+    let request = match body {
+        Some(body) => http.post(&url).json(&body),
+        None => http.get(&url),
+    };
+    let resp = request.bearer_auth(token).send().await?;
     let status = resp.status();
     let text = resp.text().await?;
     println!("{text}");
@@ -258,6 +269,19 @@ pub async fn bot_call(args: BotArgs, verb: &str) -> CliResult {
         &[bot.as_str()],
         &format!("/api/meeting-bot/{bot}/{verb}"),
         json!({}),
+    )
+    .await
+}
+
+/// `relay bots artifacts BOT_ID`: fresh URLs through the relay's artifacts route (read scope).
+pub async fn bot_artifacts(args: BotArgs) -> CliResult {
+    let bot = relay_core::BotId::parse(&args.bot_id)?;
+    relay_call(
+        &args.api,
+        &[bot.as_str()],
+        Scope::Read,
+        &format!("/api/meeting-bot/{bot}/artifacts"),
+        None,
     )
     .await
 }

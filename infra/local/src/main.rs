@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod gateway;
 mod http_server;
+mod reconcile;
 mod secrets;
 mod serve;
 mod stream;
@@ -51,6 +52,8 @@ enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Check sessions left open against MeetingBaaS (the reconciliation pass).
+    Reconcile(reconcile::ReconcileArgs),
     /// The local stream's dead letters (records that failed every fan-out attempt).
     Dlq {
         #[command(subcommand)]
@@ -68,6 +71,8 @@ enum BotsCommand {
     Resend(client::BotArgs),
     /// Ask MeetingBaaS to send a bot's callback again, to this relay (MeetingBaaS v2).
     RetryCallback(client::BotArgs),
+    /// Print a bot's fresh artifact URLs (video, audio, transcription), fetched now.
+    Artifacts(client::BotArgs),
 }
 
 #[derive(Subcommand)]
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Token(args) => client::token(args),
+            Command::Reconcile(args) => reconcile::run(args).await,
             Command::SendTestEvent(args) => client::send_test_event(args).await,
             Command::Dlq {
                 command: DlqCommand::List(data),
@@ -121,6 +127,9 @@ fn main() -> ExitCode {
             Command::Bots {
                 command: BotsCommand::RetryCallback(args),
             } => client::bot_call(args, "retry-callback").await,
+            Command::Bots {
+                command: BotsCommand::Artifacts(args),
+            } => client::bot_artifacts(args).await,
             Command::Webhook {
                 command: WebhookCommand::SetAccountUrl(args),
             } => client::set_account_url(args).await,

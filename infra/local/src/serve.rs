@@ -14,6 +14,7 @@ use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::api::{ApiHandler, Control};
 use relay_core::handlers::fanout::FanoutHandler;
+use relay_core::handlers::reconcile::Reconciler;
 use relay_core::handlers::subscription::SubscriptionHandler;
 use relay_core::handlers::webhook::WebhookHandler;
 use relay_core::ports::connections::ConnectionStore;
@@ -22,7 +23,6 @@ use relay_dynamodb::{
     DynamoConnections, DynamoStore, ensure_connections_table, ensure_events_table,
 };
 use relay_http::RequestId;
-use relay_meetingbaas::MeetingBaasClient;
 use relay_sqlite::{SqliteConnections, SqliteStore};
 use serde_json::json;
 
@@ -81,6 +81,9 @@ pub struct ServeArgs {
     poison_bot: Option<String>,
 }
 
+/// The embedded event store's file in the data directory.
+pub const EVENTS_FILE: &str = "events.sqlite3";
+
 pub async fn run(args: ServeArgs) -> CliResult {
     relay_core::telemetry::init();
     let mut config = Config::from_env()?;
@@ -91,6 +94,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         config.connections_table = t;
     }
     let dev_key = fill_development_secrets(&mut config, &args.data)?;
+    let development = dev_key.is_some();
     let auth = Authenticator::new(&config.auth)?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -121,7 +125,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         }
         None => {
             // Sockets do not outlive the process, so neither do the local connection records.
-            let path = args.data.data_dir.join("events.sqlite3");
+            let path = args.data.data_dir.join(EVENTS_FILE);
             let store = Arc::new(SqliteStore::open(&path, config.retention)?);
             let conns_path = args.data.data_dir.join("connections.sqlite3");
             for suffix in ["", "-wal", "-shm"] {
@@ -182,13 +186,21 @@ pub async fn run(args: ServeArgs) -> CliResult {
     if config.public_base_url.is_none() {
         config.public_base_url = Some(format!("http://{addr}"));
     }
+    let meetingbaas = crate::reconcile::meetingbaas(&config);
+    // Only with a MeetingBaaS key the operator set: development mode's generated key is for
+    // webhooks, MeetingBaaS would refuse it.
+    if !development && !config.auth.api_keys.is_empty() {
+        let reconciler = Arc::new(Reconciler::new(
+            events.clone(),
+            meetingbaas.clone(),
+            config.reconcile,
+        ));
+        crate::reconcile::spawn_loop(reconciler, config.reconcile_interval);
+    } else {
+        tracing::info!("reconciliation off: no MEETINGBAAS_API_KEY set");
+    }
     let control = Control {
-        meetingbaas: Arc::new(MeetingBaasClient::new(
-            &config.meetingbaas_api_url,
-            &config.auth.api_keys,
-            config.meetingbaas_timeout,
-            config.meetingbaas_api_version,
-        )),
+        meetingbaas,
         public_base_url: config.public_base_url.clone(),
         callback_secret: config.auth.callback_secret.clone(),
     };

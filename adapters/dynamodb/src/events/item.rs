@@ -187,6 +187,11 @@ pub(crate) struct SessionDoc {
     pub status: Status,
     pub doc: String,
     pub expires_at: i64,
+    /// The open-session index's keys: present only while the session is open (a sparse index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_sk: Option<String>,
 }
 
 /// One chunk of a compressed body.
