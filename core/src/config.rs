@@ -43,12 +43,15 @@ pub struct Config {
     pub meetingbaas_timeout: std::time::Duration,
     /// Posts in flight at once per fan-out batch (`FANOUT_CONCURRENCY`).
     pub fanout_concurrency: usize,
+    /// The AWS Secrets Manager secret holding the four secrets (`RELAY_SECRETS_ARN`, set on
+    /// AWS): when set, the Lambda hosts take the secrets from it, not from the environment.
+    pub secrets_arn: Option<String>,
 }
 
 impl Config {
     /// Every environment variable the relay reads (what a test clears so the caller's
     /// environment cannot leak in). The standard AWS variables are aws-config's.
-    pub const VARS: [&'static str; 18] = [
+    pub const VARS: [&'static str; 19] = [
         "MEETINGBAAS_API_KEY",
         "MEETINGBAAS_WEBHOOK_SECRET",
         "MEETINGBAAS_CALLBACK_SECRET",
@@ -66,6 +69,7 @@ impl Config {
         "FANOUT_CONCURRENCY",
         "RELAY_LISTEN",
         "RELAY_DATA_DIR",
+        "RELAY_SECRETS_ARN",
         "RUST_LOG",
     ];
 
@@ -168,6 +172,7 @@ impl Config {
             connections_table: get("CONNECTIONS_TABLE")
                 .unwrap_or_else(|| "meeting-relay-connections".to_owned()),
             websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
+            secrets_arn: get("RELAY_SECRETS_ARN"),
             retention: Retention {
                 days: retention_days,
             },
