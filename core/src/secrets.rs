@@ -88,8 +88,11 @@ impl<S: SecretsSource> Refreshing<S> {
 /// A value built from the secrets (or from the environment when there is no secret), kept
 /// until other secrets come.
 pub struct Rebuilt<T> {
-    slot: tokio::sync::Mutex<Option<(Option<Arc<Secrets>>, Arc<T>)>>,
+    slot: tokio::sync::Mutex<Option<Built<T>>>,
 }
+
+/// The secrets a value was built from (`None`: the environment's) and the value.
+type Built<T> = (Option<Arc<Secrets>>, Arc<T>);
 
 impl<T> Default for Rebuilt<T> {
     fn default() -> Self {
