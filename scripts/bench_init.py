@@ -200,7 +200,7 @@ def main():
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
         "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_ENDPOINT_URL_DYNAMODB": moto, "AWS_ENDPOINT_URL_SECRETSMANAGER": moto,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto, "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto,
         "EVENTS_TABLE": events_table, "CONNECTIONS_TABLE": connections_table,
         "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{port}/prod",
         "PUBLIC_BASE_URL": "https://abc123.execute-api.us-east-1.amazonaws.com",
@@ -216,7 +216,8 @@ def main():
     events = {"hello": lambda seq: {"hello": seq}, "webhook": webhook_event,
               "connections": connect_event, "api": status_event}
     results = {f: {"init": [], "first": []} for f in FUNCTIONS}
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    # BENCH_LOG=FILE: the functions' log lines go there (to see why an invocation failed).
+    devnull = os.open(os.environ.get("BENCH_LOG") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
     def spawn(name, seq):
         s = Stub.state = {"event": events[name](seq), "request_id": str(uuid.uuid4()),
