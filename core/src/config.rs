@@ -49,12 +49,15 @@ pub struct Config {
     /// How often `relay serve` runs a pass (`RECONCILE_INTERVAL_SECONDS`; on AWS the
     /// template's schedule).
     pub reconcile_interval: std::time::Duration,
+    /// The AWS Secrets Manager secret holding the four secrets (`RELAY_SECRETS_ARN`, set on
+    /// AWS): when set, the Lambda hosts take the secrets from it, not from the environment.
+    pub secrets_arn: Option<String>,
 }
 
 impl Config {
     /// Every environment variable the relay reads (what a test clears so the caller's
     /// environment cannot leak in). The standard AWS variables are aws-config's.
-    pub const VARS: [&'static str; 20] = [
+    pub const VARS: [&'static str; 21] = [
         "MEETINGBAAS_API_KEY",
         "MEETINGBAAS_WEBHOOK_SECRET",
         "MEETINGBAAS_CALLBACK_SECRET",
@@ -74,6 +77,7 @@ impl Config {
         "RECONCILE_INTERVAL_SECONDS",
         "RELAY_LISTEN",
         "RELAY_DATA_DIR",
+        "RELAY_SECRETS_ARN",
         "RUST_LOG",
     ];
 
@@ -201,6 +205,7 @@ impl Config {
             connections_table: get("CONNECTIONS_TABLE")
                 .unwrap_or_else(|| "meeting-relay-connections".to_owned()),
             websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
+            secrets_arn: get("RELAY_SECRETS_ARN"),
             retention: Retention {
                 days: retention_days,
             },

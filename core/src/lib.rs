@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod ports;
+pub mod secrets;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

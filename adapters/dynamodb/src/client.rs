@@ -70,3 +70,9 @@ async fn credentials_resolve(shared: &aws_config::SdkConfig) -> bool {
         Ok(Ok(_))
     )
 }
+
+/// A DynamoDB client from an AWS configuration the host already loaded (with [`sdk_config`]),
+/// shared with its other clients.
+pub fn client_from(shared: &aws_config::SdkConfig) -> Client {
+    Client::new(shared)
+}

@@ -10,6 +10,7 @@ pub mod events;
 pub mod stream;
 pub mod table;
 
-pub use client::{client_for, sdk_config};
+pub use aws_config::SdkConfig;
+pub use client::{client_for, client_from, sdk_config};
 pub use connections::{DynamoConnections, ensure_connections_table};
 pub use events::{DynamoStore, ensure_events_table};

@@ -4,4 +4,5 @@
 pub mod connections;
 pub mod meetingbaas;
 pub mod push;
+pub mod secrets;
 pub mod store;

@@ -1,26 +1,75 @@
-//! Webhook Lambda: config and the event store built once; every request goes through the
-//! relay's HTTP surface to the core's webhook handler.
+//! Webhook Lambda: init reads only the environment and sets up logging; the AWS configuration,
+//! the secrets (RELAY_SECRETS_ARN) and the DynamoDB client come on the first delivery, and the
+//! authenticator is rebuilt when a refresh of the secrets (at most every 5 minutes) brings other
+//! keys. Every request goes through the relay's HTTP surface to the core's webhook handler.
 
 use std::sync::Arc;
 
-use lambda_http::{Error, run};
+use axum::Router;
+use axum::http::StatusCode;
+use lambda_http::{Error, Request, run, service_fn};
+use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::webhook::WebhookHandler;
-use relay_dynamodb::{DynamoStore, client_for};
+use relay_core::secrets::Rebuilt;
+use relay_dynamodb::{DynamoStore, SdkConfig, client_from, sdk_config};
+use relay_secrets::LambdaSecrets;
+use tower::ServiceExt;
+
+struct App {
+    config: Config,
+    secrets: LambdaSecrets,
+    aws: tokio::sync::OnceCell<SdkConfig>,
+    router: Rebuilt<Router>,
+}
+
+impl App {
+    async fn router(&self) -> Result<Arc<Router>, String> {
+        let aws = self.aws.get_or_init(|| sdk_config(None)).await;
+        let secrets = self.secrets.current(aws).await.map_err(|e| e.to_string())?;
+        self.router
+            .get(secrets, |secrets| {
+                let config = secrets.map_or_else(|| self.config.clone(), |s| s.apply(&self.config));
+                // No configured scheme is an error: the function never accepts anonymous posts.
+                let auth = Authenticator::new(&config.auth).map_err(|e| e.to_string())?;
+                let store = Arc::new(DynamoStore::new(
+                    client_from(aws),
+                    config.events_table.clone(),
+                    config.retention,
+                ));
+                let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
+                Ok(relay_http::with_json_fallbacks(relay_http::webhook_router(
+                    handler,
+                )))
+            })
+            .await
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
-    // No configured scheme is a start-up error: the function must never accept anonymous posts.
-    let auth = Authenticator::new(&config.auth)?;
-    let store = Arc::new(DynamoStore::new(
-        client_for(None).await,
-        config.events_table.clone(),
-        config.retention,
-    ));
-    let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
-    run(relay_http::with_json_fallbacks(relay_http::webhook_router(
-        handler,
-    )))
+    let app = Arc::new(App {
+        secrets: LambdaSecrets::new(config.secrets_arn.clone()),
+        config,
+        aws: tokio::sync::OnceCell::new(),
+        router: Rebuilt::default(),
+    });
+    run(service_fn(move |request: Request| {
+        let app = app.clone();
+        async move {
+            match app.router().await {
+                Ok(router) => Ok::<_, Error>(Router::clone(&router).oneshot(request).await?),
+                Err(error) => {
+                    // 503: MeetingBaaS retries the delivery.
+                    tracing::error!(%error, "webhook not ready");
+                    Ok(relay_http::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the relay is not ready",
+                    ))
+                }
+            }
+        }
+    }))
     .await
 }

@@ -1,0 +1,83 @@
+//! The relay's secrets on AWS: [`SecretsManagerSource`] reads the one Secrets Manager secret
+//! (`RELAY_SECRETS_ARN`, a JSON object with the four keys of CONTRACT §8), and
+//! [`LambdaSecrets`] is what a Lambda host holds: nothing at init, the client and the first
+//! read on the first invocation that needs them, a re-read at most every 5 minutes.
+
+use std::sync::Arc;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use relay_core::ports::secrets::{Secrets, SecretsError, SecretsSource};
+use relay_core::secrets::Refreshing;
+
+/// `GetSecretValue` of one secret (its current version, `AWSCURRENT`).
+pub struct SecretsManagerSource {
+    client: Client,
+    secret_id: String,
+}
+
+impl SecretsManagerSource {
+    /// A client from the host's shared AWS configuration (region, credentials, timeouts,
+    /// `AWS_ENDPOINT_URL_SECRETSMANAGER`).
+    pub fn new(sdk: &aws_config::SdkConfig, secret_id: impl Into<String>) -> Self {
+        Self::with_client(Client::new(sdk), secret_id)
+    }
+
+    pub fn with_client(client: Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretsSource for SecretsManagerSource {
+    async fn fetch(&self) -> Result<Secrets, SecretsError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            // The SDK's error says what failed (no such secret, access denied, timeout); a
+            // GetSecretValue error never carries the secret's value.
+            .map_err(|e| SecretsError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+        let raw = output
+            .secret_string()
+            .ok_or(SecretsError::Malformed("no SecretString (a binary secret)"))?;
+        Secrets::from_json(raw)
+    }
+}
+
+/// The secrets of a Lambda host: none without `RELAY_SECRETS_ARN` (the environment's then
+/// stand), otherwise the secret, read on first use and at most every 5 minutes after.
+pub struct LambdaSecrets {
+    arn: Option<String>,
+    source: tokio::sync::OnceCell<Refreshing<SecretsManagerSource>>,
+}
+
+impl LambdaSecrets {
+    /// Costs nothing: no client, no read, until [`LambdaSecrets::current`].
+    pub fn new(arn: Option<String>) -> Self {
+        Self {
+            arn,
+            source: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The current secrets (`None`: no secret configured, use the environment).
+    pub async fn current(
+        &self,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Option<Arc<Secrets>>, SecretsError> {
+        let Some(arn) = &self.arn else {
+            return Ok(None);
+        };
+        let source = self
+            .source
+            .get_or_init(|| async { Refreshing::new(SecretsManagerSource::new(sdk, arn.clone())) })
+            .await;
+        source.current().await.map(Some)
+    }
+}
