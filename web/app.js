@@ -1,7 +1,8 @@
-// app.js: the demo page. Watches one bot through RelayClient and shows its status, a timeline of
-// its events and, at the end, its transcript. No framework; DOM text only (never innerHTML with
-// data from the wire).
-import { RelayClient } from '/relay-client.js';
+// app.js: the demo page. Watches one bot through RelayClient and shows its status (with its
+// outcome and error, and the retry attempt of a v2 bot), a timeline of its events (each with the
+// relay's and MeetingBaaS's time; a repeat marked as one) and, at the end, its transcript. No
+// framework; DOM text only (never innerHTML with data from the wire).
+import { RelayClient, emptyBotState, isRepeat, meetingBaasTime, reduceBot } from '/relay-client.js';
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -9,6 +10,11 @@ const el = {
   botLabel: $('bot-label'),
   status: $('status'),
   statusDescription: $('status-description'),
+  attempt: $('attempt'),
+  outcome: $('outcome'),
+  error: $('error'),
+  errorCode: $('error-code'),
+  errorMessage: $('error-message'),
   lastEvent: $('last-event'),
   lastSeq: $('last-seq'),
   lastTime: $('last-time'),
@@ -67,7 +73,8 @@ function viewKey(bot) {
 }
 
 function emptyView(bot) {
-  return { bot, status: null, lastEvent: null, seq: null, time: null, items: [], transcript: null };
+  // `state`: what reduceBot makes of the messages (status, session error, attempt), events not kept.
+  return { bot, status: null, lastEvent: null, seq: null, time: null, items: [], transcript: null, state: null };
 }
 
 function loadView(bot) {
@@ -120,9 +127,33 @@ function showNotice(text) {
   el.notice.hidden = !text;
 }
 
+/** The session as the messages so far make it (null before any). */
+function session() {
+  return view.state?.session ?? null;
+}
+
+function renderSession() {
+  const s = session();
+  const final = view.status === 'completed' || view.status === 'failed';
+  el.outcome.textContent = final ? view.status : view.status ? 'pending' : '—';
+  el.outcome.dataset.status = final ? view.status : '';
+  const attempt = view.status === 'starting' && s?.attempt != null;
+  el.attempt.hidden = !attempt;
+  el.attempt.textContent = attempt ? (s.max != null ? `attempt ${s.attempt} of ${s.max}` : `attempt ${s.attempt}`) : '';
+  const err = s?.error ?? null;
+  el.error.hidden = !err;
+  el.error.dataset.final = final ? 'true' : 'false';
+  el.errorCode.textContent = err?.code ?? '';
+  el.errorCode.hidden = !err?.code;
+  el.errorMessage.textContent = err?.message ?? '';
+}
+
 function renderStatus() {
   el.botLabel.textContent = view.bot;
-  el.status.textContent = view.status ?? 'no events yet';
+  renderSession();
+  // Written only when it changes: a live region announces every write.
+  const shown = view.status ?? 'no events yet';
+  if (el.status.textContent !== shown) el.status.textContent = shown;
   el.status.dataset.status = view.status ?? '';
   el.statusDescription.textContent = view.status ? (STATUS_TEXT[view.status] ?? '') : 'Waiting for the first event of this bot.';
   el.lastEvent.textContent = view.lastEvent ?? '—';
@@ -135,15 +166,29 @@ function renderStatus() {
 function detailOf(msg) {
   const d = msg.data ?? {};
   if (msg.event === 'chat.message' && d.text) return `${d.sender_name ?? 'someone'}: ${d.text}`;
-  if (msg.event === 'meeting.failed') return [d.error, d.message].filter(Boolean).join(' — ');
+  if (msg.event === 'meeting.failed') {
+    return [d.error_code ?? d.error, d.error_message ?? d.message].filter((x) => typeof x === 'string' && x).join(' — ');
+  }
+  if (msg.status_code === 'retrying' && d.status?.attempt != null) {
+    return `retrying: attempt ${d.status.attempt}${d.status.max != null ? ` of ${d.status.max}` : ''}`;
+  }
   if (msg.status_code) return msg.status_code;
   if (msg.source_event && msg.source_event !== msg.event) return `from ${msg.source_event}`;
   return '';
 }
 
+function timeElement(className, iso, label) {
+  const t = document.createElement('time');
+  t.className = className;
+  t.dateTime = iso ?? '';
+  t.textContent = fmtTime(iso);
+  t.title = iso ? `${label}: ${iso}` : `${label}: not given`;
+  return t;
+}
+
 function itemElement(item, restored) {
   const li = document.createElement('li');
-  li.className = `event${restored ? ' restored' : ''}`;
+  li.className = `event${restored ? ' restored' : ''}${item.repeat ? ' repeat' : ''}`;
   li.dataset.seq = String(item.seq);
   li.dataset.eventId = item.event_id;
   li.dataset.status = item.status ?? '';
@@ -157,10 +202,27 @@ function itemElement(item, restored) {
   status.className = 'pill';
   status.dataset.status = item.status ?? '';
   status.textContent = item.status ?? '—';
-  const time = document.createElement('time');
-  time.dateTime = item.time ?? '';
-  time.textContent = fmtTime(item.time);
-  li.append(seq, name, status, time);
+  // When the relay received it, and when MeetingBaaS says it happened.
+  const times = document.createElement('span');
+  times.className = 'times';
+  const mb = timeElement('mb-time', item.mbTime ?? null, 'MeetingBaaS time');
+  if (!item.mbTime) mb.textContent = '—';
+  const mbLabel = document.createElement('span');
+  mbLabel.className = 'time-label';
+  mbLabel.textContent = 'MeetingBaaS ';
+  const rxLabel = document.createElement('span');
+  rxLabel.className = 'time-label';
+  rxLabel.textContent = 'received ';
+  times.append(rxLabel, timeElement('received', item.time, 'received by the relay'), mbLabel, mb);
+  if (item.repeat) {
+    name.append(' ');
+    const mark = document.createElement('span');
+    mark.className = 'repeat-mark';
+    mark.textContent = 'repeat';
+    mark.title = item.repeatOf ? `the same outcome as ${item.repeatOf}; it changed nothing` : 'an outcome already reported; it changed nothing';
+    name.append(mark);
+  }
+  li.append(seq, name, status, times);
   if (item.detail) {
     const detail = document.createElement('span');
     detail.className = 'detail';
@@ -229,6 +291,9 @@ function renderAll() {
 function onMessage(msg) {
   if (!view) return;
   if (msg.type === 'status_update' && msg.bot_id === view.bot) {
+    // The page keeps its own BotState (remembered across a refresh); the transcript is kept apart.
+    view.state = reduceBot(view.state ?? emptyBotState(view.bot), msg, { maxEvents: 0 });
+    view.state.transcript = null;
     if (!msg.event_id) {
       // A snapshot: the session as it stands.
       view.status = msg.status ?? view.status;
@@ -236,7 +301,9 @@ function onMessage(msg) {
       view.time = msg.last_updated ?? view.time;
       view.lastEvent = msg.session?.last_event ?? view.lastEvent;
     } else {
-      view.status = msg.status ?? view.status;
+      const repeat = isRepeat(msg);
+      // A repeat is not news: it goes in the timeline, marked, and the status stays as it is.
+      if (!repeat) view.status = view.state.status ?? msg.status ?? view.status;
       view.seq = msg.seq;
       view.time = msg.timestamp;
       view.lastEvent = msg.event;
@@ -245,7 +312,10 @@ function onMessage(msg) {
         event: msg.event,
         status: msg.status,
         time: msg.timestamp,
+        mbTime: meetingBaasTime(msg),
         event_id: msg.event_id,
+        repeat,
+        repeatOf: msg.repeat_of ?? null,
         detail: detailOf(msg),
       };
       view.items.push(item);

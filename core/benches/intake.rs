@@ -11,7 +11,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn intake() -> Intake {
     let auth = Authenticator::new(&AuthSettings {
-        api_keys: Some("old-key-0000000000,bench-key-1234567890".into()),
+        api_keys: AuthSettings::key_list("old-key-0000000000,bench-key-1234567890"),
         webhook_secret: Some(SECRET.into()),
         callback_secret: None,
     })

@@ -1,6 +1,10 @@
 //! Settings from the environment, read once at start-up by each host (the README's table).
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::domain::auth::AuthSettings;
+use crate::domain::token::{TokenError, TokenKeys};
+use crate::handlers::fanout::DEFAULT_CONCURRENCY;
 use crate::ports::meetingbaas::ApiVersion;
 use crate::ports::store::Retention;
 
@@ -14,27 +18,73 @@ pub enum ConfigError {
         name: &'static str,
         expected: &'static str,
     },
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("RELAY_CLIENT_SECRET cannot sign tokens: {0}")]
+    ClientSecret(TokenError),
 }
 
+/// Every setting, parsed once. Secrets are `SecretString`s: `Debug` prints `[REDACTED]`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub auth: AuthSettings,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<SecretString>,
     pub meetingbaas_api_url: String,
     /// The MeetingBaaS API the control routes call (`MEETINGBAAS_API_VERSION`, default v1).
     pub meetingbaas_api_version: ApiVersion,
     pub public_base_url: Option<String>,
     pub events_table: String,
     pub connections_table: String,
-    pub websocket_endpoint: Option<String>,
+    websocket_endpoint: Option<String>,
     pub retention: Retention,
     pub max_body_bytes: usize,
     pub cors_allow_origins: Vec<String>,
     /// Bound on one MeetingBaaS API call (`MEETINGBAAS_TIMEOUT_MS`, default 10 s).
     pub meetingbaas_timeout: std::time::Duration,
+    /// Posts in flight at once per fan-out batch (`FANOUT_CONCURRENCY`).
+    pub fanout_concurrency: usize,
 }
 
 impl Config {
+    /// Every environment variable the relay reads (what a test clears so the caller's
+    /// environment cannot leak in). The standard AWS variables are aws-config's.
+    pub const VARS: [&'static str; 18] = [
+        "MEETINGBAAS_API_KEY",
+        "MEETINGBAAS_WEBHOOK_SECRET",
+        "MEETINGBAAS_CALLBACK_SECRET",
+        "MEETINGBAAS_API_URL",
+        "MEETINGBAAS_API_VERSION",
+        "MEETINGBAAS_TIMEOUT_MS",
+        "RELAY_CLIENT_SECRET",
+        "PUBLIC_BASE_URL",
+        "EVENTS_TABLE",
+        "CONNECTIONS_TABLE",
+        "WEBSOCKET_ENDPOINT",
+        "RETENTION_DAYS",
+        "MAX_BODY_BYTES",
+        "CORS_ALLOW_ORIGINS",
+        "FANOUT_CONCURRENCY",
+        "RELAY_LISTEN",
+        "RELAY_DATA_DIR",
+        "RUST_LOG",
+    ];
+
+    /// The management API base URL the fan-out and the WebSocket routes post through.
+    pub fn websocket_endpoint(&self) -> Result<&str, ConfigError> {
+        self.websocket_endpoint
+            .as_deref()
+            .ok_or(ConfigError::Missing("WEBSOCKET_ENDPOINT"))
+    }
+
+    /// The keys client tokens are signed and checked with.
+    pub fn token_keys(&self) -> Result<TokenKeys, ConfigError> {
+        let secret = self
+            .client_secret
+            .as_ref()
+            .ok_or(ConfigError::Missing("RELAY_CLIENT_SECRET"))?;
+        TokenKeys::new(secret.expose_secret()).map_err(ConfigError::ClientSecret)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -88,15 +138,29 @@ impl Config {
                 expected: "v1 or v2",
             })?,
         };
+        let fanout_concurrency = match get("FANOUT_CONCURRENCY") {
+            None => DEFAULT_CONCURRENCY,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: "FANOUT_CONCURRENCY",
+                    expected: "a number of posts from 1 to 1024",
+                })?,
+        };
         Ok(Self {
             meetingbaas_timeout,
+            fanout_concurrency,
             meetingbaas_api_version,
             auth: AuthSettings {
-                api_keys: get("MEETINGBAAS_API_KEY"),
-                webhook_secret: get("MEETINGBAAS_WEBHOOK_SECRET"),
-                callback_secret: get("MEETINGBAAS_CALLBACK_SECRET"),
+                api_keys: get("MEETINGBAAS_API_KEY")
+                    .map(|v| AuthSettings::key_list(&v))
+                    .unwrap_or_default(),
+                webhook_secret: get("MEETINGBAAS_WEBHOOK_SECRET").map(SecretString::from),
+                callback_secret: get("MEETINGBAAS_CALLBACK_SECRET").map(SecretString::from),
             },
-            client_secret: get("RELAY_CLIENT_SECRET"),
+            client_secret: get("RELAY_CLIENT_SECRET").map(SecretString::from),
             meetingbaas_api_url: get("MEETINGBAAS_API_URL")
                 .unwrap_or_else(|| "https://api.meetingbaas.com".to_owned()),
             public_base_url: get("PUBLIC_BASE_URL"),
@@ -164,8 +228,60 @@ mod tests {
                 .unwrap()
                 .auth
                 .api_keys
-                .is_none()
+                .is_empty()
         );
+    }
+
+    #[test]
+    fn secrets_never_show_and_the_typed_accessors_say_what_is_missing() {
+        let c = cfg(&[
+            ("MEETINGBAAS_API_KEY", "key-one, key-two"),
+            (
+                "MEETINGBAAS_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("MEETINGBAAS_CALLBACK_SECRET", "callback-secret"),
+            ("RELAY_CLIENT_SECRET", "client-secret"),
+            ("FANOUT_CONCURRENCY", "8"),
+        ])
+        .unwrap();
+        assert_eq!(c.auth.api_keys.len(), 2);
+        assert_eq!(c.fanout_concurrency, 8);
+        let shown = format!("{c:?}");
+        for secret in [
+            "key-one",
+            "key-two",
+            "MfKQ9r8G",
+            "callback-secret",
+            "client-secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(c.token_keys().is_ok());
+        assert_eq!(
+            c.websocket_endpoint().err(),
+            Some(ConfigError::Missing("WEBSOCKET_ENDPOINT"))
+        );
+        let bare = cfg(&[]).unwrap();
+        assert!(matches!(
+            bare.token_keys(),
+            Err(ConfigError::Missing("RELAY_CLIENT_SECRET"))
+        ));
+        assert_eq!(bare.fanout_concurrency, DEFAULT_CONCURRENCY);
+        assert!(cfg(&[("FANOUT_CONCURRENCY", "0")]).is_err());
+    }
+
+    /// Every variable `from_lookup` asks for is listed in `VARS`.
+    #[test]
+    fn vars_lists_every_setting_read() {
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        let _ = Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        });
+        for name in asked.into_inner() {
+            assert!(Config::VARS.contains(&name.as_str()), "{name} not in VARS");
+        }
     }
 
     #[test]

@@ -16,3 +16,9 @@ pub fn init() {
         .with_writer(std::io::stdout)
         .try_init();
 }
+
+/// What every host does first: logging set up, then the settings parsed once.
+pub fn start() -> Result<crate::config::Config, crate::config::ConfigError> {
+    init();
+    crate::config::Config::from_env()
+}

@@ -32,7 +32,14 @@ async function launch(viewport) {
   return { profile, context, page };
 }
 
-const WEB_FILES = ['index.html', 'app.js', 'style.css', 'relay-client.js', 'relay-client.d.ts'];
+/** Served path → file under web/ (the client module is the package in web/client/). */
+const WEB_FILES = {
+  'index.html': 'index.html',
+  'app.js': 'app.js',
+  'style.css': 'style.css',
+  'relay-client.js': 'client/relay-client.js',
+  'relay-client.d.ts': 'client/relay-client.d.ts',
+};
 
 describe('demo page', () => {
   let relay;
@@ -84,13 +91,13 @@ describe('demo page', () => {
   });
 
   it('serves the current web/ files (rebuild the relay when this fails)', async () => {
-    for (const f of WEB_FILES) {
+    for (const [f, file] of Object.entries(WEB_FILES)) {
       const res = await fetch(`${relay.base}/${f}`);
       assert.equal(res.status, 200, f);
       const served = await res.text();
       assert.ok(
-        served === readFileSync(join(ROOT, 'web', f), 'utf8'),
-        `/${f} differs from web/${f}: the relay binary embeds an old copy; run \`cargo build -p relay\``,
+        served === readFileSync(join(ROOT, 'web', file), 'utf8'),
+        `/${f} differs from web/${file}: the relay binary embeds an old copy; run \`cargo build -p relay\``,
       );
     }
   });

@@ -15,19 +15,13 @@ pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const CALLBACK_SECRET: &str = "cb-secret-0d9e8f7a6b";
 pub const CLIENT_SECRET: &str = "client-secret-1a2b3c4d5e6f";
 
-/// Settings the relay reads; cleared so the caller's environment cannot leak into a test.
-pub const SETTINGS: [&str; 10] = [
-    "MEETINGBAAS_API_KEY",
-    "MEETINGBAAS_WEBHOOK_SECRET",
-    "MEETINGBAAS_CALLBACK_SECRET",
-    "RELAY_CLIENT_SECRET",
-    "RELAY_LISTEN",
-    "RELAY_DATA_DIR",
-    "EVENTS_TABLE",
-    "MAX_BODY_BYTES",
-    "RETENTION_DAYS",
-    "AWS_ENDPOINT_URL_DYNAMODB",
-];
+/// Every setting the relay reads (its own list, `Config::VARS`) and the AWS endpoint override:
+/// cleared so the caller's environment cannot leak into a test.
+pub fn settings() -> impl Iterator<Item = &'static str> {
+    relay_core::config::Config::VARS
+        .into_iter()
+        .chain(["AWS_ENDPOINT_URL_DYNAMODB"])
+}
 
 /// Every configured secret, for leak checks.
 pub const SECRETS: [&str; 5] = [
@@ -89,7 +83,7 @@ impl Relay {
             }
         };
         cmd.args(&args);
-        for var in SETTINGS {
+        for var in settings() {
             cmd.env_remove(var);
         }
         if !opts.bare {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket, { WebSocketServer } from 'ws';
-import { RelayClient } from '../../web/relay-client.js';
+import { RelayClient } from '../../web/client/relay-client.js';
 import { Relay, MemoryStorage, bigV1Complete, sleep, uniqueBot, waitFor } from '../browser/support.mjs';
 
 /** A RelayClient on `relay`, recording what it delivers and its states. */

@@ -3,7 +3,7 @@
 // gaps, rotation timing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RelayClient, backoffDelay, httpBaseFromWsUrl, mergeFullEvent, DEFAULTS } from '../../web/relay-client.js';
+import { RelayClient, backoffDelay, httpBaseFromWsUrl, mergeFullEvent, DEFAULTS } from '../../web/client/relay-client.js';
 import { MemoryStorage } from '../browser/support.mjs';
 
 /** A manual clock: timers run only when the test advances time. */

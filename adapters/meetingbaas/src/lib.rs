@@ -8,36 +8,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relay_core::BotId;
 use relay_core::ports::meetingbaas::{ApiVersion, CallbackConfig, MeetingBaas, MeetingBaasError};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 pub use relay_core::ports::meetingbaas::DEFAULT_TIMEOUT;
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MeetingBaasClient {
     http: reqwest::Client,
     base: String,
-    api_key: Option<String>,
+    api_key: Option<SecretString>,
     timeout: Duration,
     version: ApiVersion,
-}
-
-impl std::fmt::Debug for MeetingBaasClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeetingBaasClient")
-            .field("base", &self.base)
-            .field("version", &self.version)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 impl MeetingBaasClient {
     /// `api_keys`: the `MEETINGBAAS_API_KEY` setting; its first key authenticates our calls.
     /// `version`: the API the calls go to (`MEETINGBAAS_API_VERSION`).
-    pub fn new(base: &str, api_keys: Option<&str>, timeout: Duration, version: ApiVersion) -> Self {
+    pub fn new(
+        base: &str,
+        api_keys: &[SecretString],
+        timeout: Duration,
+        version: ApiVersion,
+    ) -> Self {
         let api_key = api_keys
-            .and_then(|keys| keys.split(',').map(str::trim).find(|k| !k.is_empty()))
-            .map(str::to_owned);
+            .iter()
+            .find(|k| !k.expose_secret().trim().is_empty())
+            .cloned();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -53,7 +50,10 @@ impl MeetingBaasClient {
     }
 
     fn key(&self) -> Result<&str, MeetingBaasError> {
-        self.api_key.as_deref().ok_or(MeetingBaasError::NoKey)
+        self.api_key
+            .as_ref()
+            .map(|k| k.expose_secret().trim())
+            .ok_or(MeetingBaasError::NoKey)
     }
 
     fn unsupported(&self, call: &'static str) -> MeetingBaasError {
@@ -107,7 +107,8 @@ impl MeetingBaasClient {
         let mut message = message;
         for secret in self
             .api_key
-            .as_deref()
+            .as_ref()
+            .map(|k| k.expose_secret())
             .into_iter()
             .chain(sent_secrets.iter().copied())
         {
@@ -211,13 +212,13 @@ impl MeetingBaas for MeetingBaasClient {
         let body = serde_json::json!({
             "url": callback.url,
             "method": "POST",
-            "secret": callback.secret,
+            "secret": callback.secret.expose_secret(),
         });
         self.call(
             self.http
                 .post(format!("{}/v2/bots/{bot}/retry-callback", self.base))
                 .json(&body),
-            &[callback.secret.as_str()],
+            &[callback.secret.expose_secret()],
         )
         .await
         .map(|_| ())

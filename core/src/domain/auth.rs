@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -54,27 +55,28 @@ pub enum AuthError {
     StaleTimestamp,
 }
 
-/// Secrets as given in the settings; `Debug` never shows them.
-#[derive(Clone, Default)]
+/// The webhook secrets as the settings give them (`secrecy`: `Debug` shows `[REDACTED]`, and
+/// reading one is an explicit `expose_secret`).
+#[derive(Clone, Default, Debug)]
 pub struct AuthSettings {
-    pub api_keys: Option<String>,
-    pub webhook_secret: Option<String>,
-    pub callback_secret: Option<String>,
+    /// `MEETINGBAAS_API_KEY`, split at commas: every key accepted (for rotation).
+    pub api_keys: Vec<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    pub callback_secret: Option<SecretString>,
 }
 
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("api_keys", &self.api_keys.as_ref().map(|_| "<redacted>"))
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "callback_secret",
-                &self.callback_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+impl AuthSettings {
+    /// A comma-separated key list as the setting holds it; blanks dropped.
+    pub fn key_list(raw: &str) -> Vec<SecretString> {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(SecretString::from)
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.api_keys.is_empty() && self.webhook_secret.is_none() && self.callback_secret.is_none()
     }
 }
 
@@ -100,21 +102,21 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+fn non_empty(s: &Option<SecretString>) -> Option<&str> {
+    s.as_ref()
+        .map(|s| s.expose_secret().trim())
+        .filter(|s| !s.is_empty())
 }
 
 impl Authenticator {
     pub fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
-        let api_key_digests: Vec<[u8; 32]> = non_empty(&settings.api_keys)
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(|k| digest(k.as_bytes()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let api_key_digests: Vec<[u8; 32]> = settings
+            .api_keys
+            .iter()
+            .map(|k| k.expose_secret().trim())
+            .filter(|k| !k.is_empty())
+            .map(|k| digest(k.as_bytes()))
+            .collect();
         let webhook_key = non_empty(&settings.webhook_secret)
             .map(|s| {
                 let b64 = s.strip_prefix("whsec_").unwrap_or(s);
@@ -254,7 +256,7 @@ mod tests {
 
     fn auth(keys: Option<&str>, whsec: Option<&str>, cb: Option<&str>) -> Authenticator {
         Authenticator::new(&AuthSettings {
-            api_keys: keys.map(Into::into),
+            api_keys: keys.map(AuthSettings::key_list).unwrap_or_default(),
             webhook_secret: whsec.map(Into::into),
             callback_secret: cb.map(Into::into),
         })
@@ -366,7 +368,7 @@ mod tests {
             Some(AuthConfigError::NothingConfigured)
         );
         let blank = AuthSettings {
-            api_keys: Some(" , ".into()),
+            api_keys: AuthSettings::key_list(" , "),
             ..Default::default()
         };
         assert_eq!(
@@ -382,7 +384,7 @@ mod tests {
             Some(AuthConfigError::BadWebhookSecret)
         );
         let s = AuthSettings {
-            api_keys: Some("topsecret".into()),
+            api_keys: AuthSettings::key_list("topsecret"),
             ..Default::default()
         };
         assert!(!format!("{s:?}").contains("topsecret"));

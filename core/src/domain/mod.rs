@@ -9,4 +9,5 @@ pub mod idempotency;
 pub mod message;
 pub mod payload;
 pub mod session;
+pub mod status;
 pub mod token;

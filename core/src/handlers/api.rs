@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -27,20 +28,7 @@ pub struct ApiHandler {
 pub struct Control {
     pub meetingbaas: Arc<dyn MeetingBaas>,
     pub public_base_url: Option<String>,
-    pub callback_secret: Option<String>,
-}
-
-impl std::fmt::Debug for Control {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Control")
-            .field("version", &self.meetingbaas.version())
-            .field("public_base_url", &self.public_base_url)
-            .field(
-                "callback_secret",
-                &self.callback_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    pub callback_secret: Option<SecretString>,
 }
 
 /// Lifetime of the read token `start` hands back: a meeting and its aftermath.
@@ -156,9 +144,8 @@ impl ApiHandler {
         let secret = self
             .control
             .callback_secret
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .as_ref()
+            .filter(|s| !s.expose_secret().trim().is_empty())
             .ok_or(ApiError::NotConfigured(
                 "MEETINGBAAS_CALLBACK_SECRET is not set: with MEETINGBAAS_API_VERSION=v2 a bot's \
                  callbacks (bot.completed, bot.failed) carry it in x-mb-secret, and without it \
@@ -166,7 +153,7 @@ impl ApiHandler {
             ))?;
         Ok(CallbackConfig {
             url: self.webhook_url()?,
-            secret: secret.to_owned(),
+            secret: secret.clone(),
         })
     }
 
@@ -425,7 +412,7 @@ fn v2_create_body(
         "bot_name": v2_bot_name(input),
         "meeting_url": meeting_url(input)?,
         "callback_enabled": true,
-        "callback_config": {"url": callback.url, "method": "POST", "secret": callback.secret},
+        "callback_config": {"url": callback.url, "method": "POST", "secret": callback.secret.expose_secret()},
     });
     if field(input, "start_time").is_some() {
         return Err(ApiError::BadRequest(

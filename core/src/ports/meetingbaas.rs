@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::domain::bot_id::BotId;
@@ -70,19 +71,10 @@ pub enum MeetingBaasError {
 
 /// Where and how MeetingBaaS delivers a v2 bot's callbacks (`callback_config`, and the body of
 /// `retry-callback`): `url` with `method` POST, the `secret` in its `x-mb-secret` header.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CallbackConfig {
     pub url: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for CallbackConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallbackConfig")
-            .field("url", &self.url)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
+    pub secret: SecretString,
 }
 
 /// Default bound on one MeetingBaaS call: the api Lambda must answer well within its own timeout.

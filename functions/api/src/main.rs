@@ -4,22 +4,14 @@
 use std::sync::Arc;
 
 use lambda_http::{Error, run};
-use relay_core::config::Config;
-use relay_core::domain::token::TokenKeys;
 use relay_core::handlers::api::{ApiHandler, Control};
 use relay_dynamodb::{DynamoStore, client_for};
 use relay_meetingbaas::MeetingBaasClient;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_core::telemetry::init();
-    let config = Config::from_env()?;
-    let tokens = TokenKeys::new(
-        config
-            .client_secret
-            .as_deref()
-            .ok_or("RELAY_CLIENT_SECRET is not set")?,
-    )?;
+    let config = relay_core::telemetry::start()?;
+    let tokens = config.token_keys()?;
     let events = Arc::new(DynamoStore::new(
         client_for(None).await,
         config.events_table.clone(),
@@ -28,7 +20,7 @@ async fn main() -> Result<(), Error> {
     let control = Control {
         meetingbaas: Arc::new(MeetingBaasClient::new(
             &config.meetingbaas_api_url,
-            config.auth.api_keys.as_deref(),
+            &config.auth.api_keys,
             config.meetingbaas_timeout,
             config.meetingbaas_api_version,
         )),

@@ -6,25 +6,14 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use relay_apigateway::{ApiGatewayPusher, websocket};
-use relay_core::config::Config;
-use relay_core::domain::token::TokenKeys;
 use relay_core::handlers::subscription::SubscriptionHandler;
 use relay_dynamodb::{DynamoConnections, DynamoStore, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_core::telemetry::init();
-    let config = Config::from_env()?;
-    let tokens = TokenKeys::new(
-        config
-            .client_secret
-            .as_deref()
-            .ok_or("RELAY_CLIENT_SECRET is not set")?,
-    )?;
-    let endpoint = config
-        .websocket_endpoint
-        .as_deref()
-        .ok_or("WEBSOCKET_ENDPOINT is not set")?;
+    let config = relay_core::telemetry::start()?;
+    let tokens = config.token_keys()?;
+    let endpoint = config.websocket_endpoint()?;
     let client = client_for(None).await;
     let events = Arc::new(DynamoStore::new(
         client.clone(),

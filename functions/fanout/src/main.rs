@@ -8,22 +8,14 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use relay_apigateway::ApiGatewayPusher;
-use relay_core::config::Config;
-use relay_core::handlers::fanout::{DEFAULT_CONCURRENCY, FanoutHandler};
+use relay_core::handlers::fanout::FanoutHandler;
 use relay_dynamodb::{DynamoConnections, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_core::telemetry::init();
-    let config = Config::from_env()?;
-    let endpoint = config
-        .websocket_endpoint
-        .as_deref()
-        .ok_or("WEBSOCKET_ENDPOINT is not set")?;
-    let concurrency = std::env::var("FANOUT_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CONCURRENCY);
+    let config = relay_core::telemetry::start()?;
+    let endpoint = config.websocket_endpoint()?;
+    let concurrency = config.fanout_concurrency;
     let connections = Arc::new(DynamoConnections::new(
         client_for(None).await,
         config.connections_table.clone(),

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 
 use lambda_http::{Error, run};
-use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::webhook::WebhookHandler;
 use relay_dynamodb::{DynamoStore, client_for};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_core::telemetry::init();
-    let config = Config::from_env()?;
+    let config = relay_core::telemetry::start()?;
     // No configured scheme is a start-up error: the function must never accept anonymous posts.
     let auth = Authenticator::new(&config.auth)?;
     let store = Arc::new(DynamoStore::new(

@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use relay_core::config::Config;
 use relay_core::domain::token::{Claims, Scope, TokenKeys};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::DataDir;
 use crate::secrets;
 
-pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+pub use crate::CliResult;
 
 #[derive(clap::Args)]
 pub struct TokenArgs {
@@ -67,7 +68,7 @@ fn client_secret(
     data: &DataDir,
 ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(s) = &config.client_secret {
-        return Ok(s.clone());
+        return Ok(s.expose_secret().to_owned());
     }
     match secrets::load(&data.data_dir)? {
         Some(dev) => Ok(dev.client_secret),
@@ -127,21 +128,20 @@ pub async fn send_test_event(args: SendTestEventArgs) -> CliResult {
     let first_key = config
         .auth
         .api_keys
-        .as_deref()
-        .and_then(|keys| keys.split(',').map(str::trim).find(|k| !k.is_empty()))
-        .map(str::to_owned);
+        .first()
+        .map(|k| k.expose_secret().to_owned());
     if let Some(key) = first_key {
         req = req.header("x-meeting-baas-api-key", key);
     } else if let Some(secret) = &config.auth.webhook_secret {
         let id = format!("msg_{:016x}", rand::random::<u64>());
         let ts = chrono::Utc::now().timestamp();
-        let sig = relay_core::domain::auth::sign(secret, &id, ts, body.as_bytes())?;
+        let sig = relay_core::domain::auth::sign(secret.expose_secret(), &id, ts, body.as_bytes())?;
         req = req
             .header("webhook-id", id)
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", sig);
     } else if let Some(secret) = &config.auth.callback_secret {
-        req = req.header("x-mb-secret", secret);
+        req = req.header("x-mb-secret", secret.expose_secret());
     } else if let Some(dev) = secrets::load(&args.data.data_dir)? {
         req = req.header("x-meeting-baas-api-key", dev.api_key);
     } else {
@@ -264,7 +264,7 @@ pub async fn bot_call(args: BotArgs, verb: &str) -> CliResult {
 
 pub fn dlq_list(data: &DataDir) -> CliResult {
     let letters =
-        crate::stream::FileDeadLetters::list(&data.data_dir.join(crate::serve::DEAD_LETTERS))?;
+        crate::stream::FileDeadLetters::list(&data.data_dir.join(crate::stream::DEAD_LETTERS))?;
     for letter in &letters {
         println!("{}", serde_json::to_string(letter)?);
     }

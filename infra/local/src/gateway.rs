@@ -131,6 +131,12 @@ impl Outq {
         true
     }
 
+    /// Closing or closed: gone for the management API from that moment, although the socket
+    /// task may not have removed the connection yet.
+    fn is_closing(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.close.is_some())
+    }
+
     fn next(&self, limits: &Limits) -> Option<Outbound> {
         let mut s = self.state.lock().ok()?;
         if let Some((at, text)) = s.items.pop_front() {
@@ -580,7 +586,7 @@ pub async fn get_connection(
     let Ok(sockets) = gw.sockets.lock() else {
         return gone();
     };
-    match sockets.get(&id) {
+    match sockets.get(&id).filter(|s| !s.queue.is_closing()) {
         Some(s) => {
             let last = s.last_active.lock().map(|t| *t).unwrap_or(s.connected_at);
             axum::Json(json!({

@@ -19,6 +19,9 @@ mod serve;
 mod stream;
 mod web;
 
+/// What a command returns: its error is printed and the exit code is non-zero.
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
 #[derive(Parser)]
 #[command(
     name = "relay",

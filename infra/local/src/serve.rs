@@ -12,7 +12,6 @@ use http::{Method, StatusCode, Uri};
 use relay_apigateway::ApiGatewayPusher;
 use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
-use relay_core::domain::token::TokenKeys;
 use relay_core::handlers::api::{ApiHandler, Control};
 use relay_core::handlers::fanout::FanoutHandler;
 use relay_core::handlers::subscription::SubscriptionHandler;
@@ -27,13 +26,9 @@ use relay_meetingbaas::MeetingBaasClient;
 use relay_sqlite::{SqliteConnections, SqliteStore};
 use serde_json::json;
 
-use crate::client::CliResult;
 use crate::gateway::{self, Faults, Gateway, Limits};
-use crate::stream::{FileDeadLetters, MappingConfig, run_mapping};
-use crate::{DataDir, secrets, web};
-
-/// Dead-letter file of the local stream mapping, in the data dir.
-pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
+use crate::stream::{DEAD_LETTERS, FileDeadLetters, MappingConfig, run_mapping};
+use crate::{CliResult, DataDir, secrets, web};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -141,8 +136,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         }
     }
 
-    let client_secret = config.client_secret.clone().unwrap_or_default();
-    let tokens = TokenKeys::new(&client_secret)?;
+    let tokens = config.token_keys()?;
     // The fan-out and the WebSocket routes push through this host's own @connections API with
     // the real management API client, exactly as they do on AWS.
     let pusher = Arc::new(ApiGatewayPusher::for_endpoint(&format!("http://{addr}"), true).await);
@@ -191,7 +185,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let control = Control {
         meetingbaas: Arc::new(MeetingBaasClient::new(
             &config.meetingbaas_api_url,
-            config.auth.api_keys.as_deref(),
+            &config.auth.api_keys,
             config.meetingbaas_timeout,
             config.meetingbaas_api_version,
         )),
@@ -259,16 +253,14 @@ fn fill_development_secrets(
     config: &mut Config,
     data: &DataDir,
 ) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
-    let auth = &config.auth;
-    let no_auth =
-        auth.api_keys.is_none() && auth.webhook_secret.is_none() && auth.callback_secret.is_none();
+    let no_auth = config.auth.is_empty();
     if !no_auth && config.client_secret.is_some() {
         return Ok(None);
     }
     let (dev, _) = secrets::load_or_create(&data.data_dir)?;
     let file = secrets::path(&data.data_dir);
     if no_auth {
-        config.auth.api_keys = Some(dev.api_key.clone());
+        config.auth.api_keys = vec![dev.api_key.clone().into()];
         eprintln!(
             "relay: no MEETINGBAAS_API_KEY / _WEBHOOK_SECRET / _CALLBACK_SECRET set: development mode.\n\
              relay:   webhook key (header x-meeting-baas-api-key): {}\n\
@@ -278,7 +270,7 @@ fn fill_development_secrets(
         );
     }
     if config.client_secret.is_none() {
-        config.client_secret = Some(dev.client_secret);
+        config.client_secret = Some(dev.client_secret.into());
         eprintln!(
             "relay: no RELAY_CLIENT_SECRET set: using the development client secret in {} (`relay token --bot ID` mints tokens with it).",
             file.display()

@@ -15,51 +15,55 @@ use relay_core::handlers::webhook::WebhookHandler;
 use serde::Deserialize;
 use serde_json::json;
 
-const FILES: &[(&str, &str, &str)] = &[
+/// Route, file under `web/` (also where `RELAY_WEB_DIR` is read from), embedded body, type.
+/// The client module is the npm package in `web/client/` (`@meeting-relay/client`); it is served
+/// at `/relay-client.js` as before.
+const FILES: &[(&str, &str, &str, &str)] = &[
     (
         "/",
+        "index.html",
         include_str!("../../../web/index.html"),
         "text/html; charset=utf-8",
     ),
     (
         "/index.html",
+        "index.html",
         include_str!("../../../web/index.html"),
         "text/html; charset=utf-8",
     ),
     (
         "/app.js",
+        "app.js",
         include_str!("../../../web/app.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "/style.css",
+        "style.css",
         include_str!("../../../web/style.css"),
         "text/css; charset=utf-8",
     ),
     (
         "/relay-client.js",
-        include_str!("../../../web/relay-client.js"),
+        "client/relay-client.js",
+        include_str!("../../../web/client/relay-client.js"),
         "text/javascript; charset=utf-8",
     ),
     (
         "/relay-client.d.ts",
-        include_str!("../../../web/relay-client.d.ts"),
+        "client/relay-client.d.ts",
+        include_str!("../../../web/client/relay-client.d.ts"),
         "text/plain; charset=utf-8",
     ),
 ];
 
-/// Serves an embedded file, or `None` when `path` is not one. With `RELAY_WEB_DIR` set, the
-/// same files are read from that folder instead (for working on the page without rebuilding).
+/// Serves an embedded file, or `None` when `path` is not one. With `RELAY_WEB_DIR` set (a copy
+/// of `web/`), the same files are read from that folder instead (for working on the page
+/// without rebuilding).
 pub fn static_file(path: &str) -> Option<Response> {
-    let (name, body, content_type) = FILES.iter().find(|(p, _, _)| *p == path)?;
-    let from_disk = std::env::var_os("RELAY_WEB_DIR").and_then(|dir| {
-        let file = if *name == "/" {
-            "index.html"
-        } else {
-            name.trim_start_matches('/')
-        };
-        std::fs::read_to_string(std::path::Path::new(&dir).join(file)).ok()
-    });
+    let (_, file, body, content_type) = FILES.iter().find(|(p, _, _, _)| *p == path)?;
+    let from_disk = std::env::var_os("RELAY_WEB_DIR")
+        .and_then(|dir| std::fs::read_to_string(std::path::Path::new(&dir).join(file)).ok());
     let body = from_disk.unwrap_or_else(|| (*body).to_owned());
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(

@@ -111,6 +111,9 @@ impl BatchHandler for FanoutHandler {
     }
 }
 
+/// Dead-letter file of the local stream mapping, in the data dir.
+pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
+
 /// A record that failed every attempt, as kept by the on-failure destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetter {

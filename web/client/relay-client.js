@@ -1,4 +1,6 @@
-// relay-client.js: the browser (and Node) client of meeting-relay's live updates.
+// relay-client.js: the browser (and Node) client of meeting-relay's live updates; the main entry
+// of the npm package @meeting-relay/client (web/client/), served by `relay serve` at
+// /relay-client.js. Its React hook is the package's `@meeting-relay/client/react` (react.js).
 //
 // An ES module with no dependencies. It keeps one WebSocket to the relay, (re)subscribes to the
 // bots you ask for, and hands your `onMessage` every contract message once, in `seq` order per
@@ -24,7 +26,11 @@
 // - pings every `pingIntervalMs` and treats a connection that stays silent for
 //   `heartbeatTimeoutMs` after a ping as dead;
 // - replaces the connection before API Gateway's 2-hour limit (`maxConnectionMs`), opening the
-//   new one before closing the old one.
+//   new one before closing the old one;
+// - keeps what it has seen of each bot as a `BotState` (`client.bot(id)`, `reduceBot`): status,
+//   session (outcome, error, retry attempt), events and transcript. A repeat (`"repeat": true`:
+//   an outcome the session already had, by another path) is delivered to `onMessage` flagged as
+//   such and kept among the events, but it never changes the status.
 
 /** Defaults of every tunable option. */
 export const DEFAULTS = Object.freeze({
@@ -37,6 +43,7 @@ export const DEFAULTS = Object.freeze({
   resetBackoffAfterMs: 5_000,
   gapTimeoutMs: 2_000,
   fetchAttempts: 6,
+  maxEvents: 500,
 });
 
 const OPEN = 1; // WebSocket.OPEN, the same in browsers and in the `ws` package
@@ -113,6 +120,180 @@ export function mergeFullEvent(message, full) {
   return merged;
 }
 
+// --- what a bot's messages add up to ------------------------------------------------------
+
+/** The signal codes that take a bot out of the call as a failure (their code is the provisional error). */
+const FAILURE_SIGNALS = new Set([
+  'bot_rejected',
+  'bot_removed',
+  'bot_removed_too_early',
+  'waiting_room_timeout',
+  'invalid_meeting_url',
+  'meeting_error',
+]);
+const FINAL = new Set(['completed', 'failed']);
+
+function isObject(v) {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function textOrNull(v) {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+/** Whether a message reports an outcome the session already had (it changes nothing). */
+export function isRepeat(msg) {
+  return !!msg && (msg.repeat === true || (typeof msg.repeat_of === 'string' && msg.repeat_of !== ''));
+}
+
+/**
+ * MeetingBaaS's own time of an event (RFC 3339, as sent): `data.status.created_at` of a status
+ * change, else `data.sent_at` of an outcome; null when it gave none. (`timestamp` is when the
+ * relay received it.)
+ */
+export function meetingBaasTime(msg) {
+  const d = isObject(msg?.data) ? msg.data : null;
+  if (!d) return null;
+  const st = isObject(d.status) ? d.status : null;
+  return textOrNull(st?.created_at) ?? textOrNull(d.sent_at) ?? textOrNull(d.updated_at) ?? null;
+}
+
+/** The error a message's data reports, as `{code, message}`, or null (same fields as the relay reads). */
+export function errorOf(msg) {
+  const d = isObject(msg?.data) ? msg.data : {};
+  const st = isObject(d.status) ? d.status : {};
+  const code = textOrNull(d.error_code) ?? textOrNull(d.error) ?? textOrNull(st.error_type) ?? textOrNull(st.error_code);
+  const message = textOrNull(d.error_message) ?? textOrNull(d.message) ?? textOrNull(st.error_message);
+  return code || message ? { code, message } : null;
+}
+
+function instant(iso) {
+  if (typeof iso !== 'string') return -Infinity;
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? -Infinity : t;
+}
+
+/** A bot before any message. */
+export function emptyBotState(botId) {
+  return {
+    bot_id: botId,
+    status: null,
+    session: null,
+    events: [],
+    transcript: null,
+    seq: null,
+    // How `session.error`, `attempt` and `max` are worked out between snapshots (private).
+    lifecycle: { retry: null, failure: null, outcomeError: null, codeAt: -Infinity },
+  };
+}
+
+function sessionError(status, l) {
+  const provisional = l.failure && (!l.retry || l.failure.at > l.retry.at) ? l.failure.error : null;
+  if (status === 'completed') return l.outcomeError;
+  if (status === 'failed') return l.outcomeError ?? provisional;
+  return provisional;
+}
+
+/**
+ * What a bot's state becomes with one more message of it (a snapshot or an event, in seq order
+ * as the client delivers them): a pure function, so a page can keep (and remember) its own.
+ * The status is the relay's (`status` of the message: the session's status after that event);
+ * a repeat is kept among the events but changes neither the status nor the session. The error
+ * and the retry attempt follow the relay's rules for what events carry (a snapshot's session
+ * is taken as it is).
+ */
+export function reduceBot(state, msg, { maxEvents = DEFAULTS.maxEvents } = {}) {
+  if (!msg || msg.type !== 'status_update') return state;
+  const prev = state ?? emptyBotState(msg.bot_id);
+  if (!(typeof msg.event_id === 'string' && msg.event_id !== '')) {
+    // A snapshot: the session as the relay has it.
+    const s = isObject(msg.session) ? msg.session : null;
+    const l = { retry: null, failure: null, outcomeError: null, codeAt: -Infinity };
+    if (s) {
+      if (s.attempt != null) l.retry = { at: -Infinity, attempt: s.attempt ?? null, max: s.max ?? null };
+      if (s.error) {
+        if (FINAL.has(s.status)) l.outcomeError = s.error;
+        else l.failure = { at: Number.MIN_SAFE_INTEGER, error: s.error };
+      }
+    }
+    return {
+      ...prev,
+      status: msg.status ?? prev.status,
+      session: s ? { ...s, error: s.error ?? null, attempt: s.attempt ?? null, max: s.max ?? null } : prev.session,
+      seq: msg.seq ?? prev.seq,
+      lifecycle: s ? l : prev.lifecycle,
+    };
+  }
+  const repeat = isRepeat(msg);
+  let events = prev.events;
+  if (maxEvents > 0) {
+    events = [...prev.events, msg];
+    if (events.length > maxEvents) events.splice(0, events.length - maxEvents);
+  }
+  const transcript = msg.transcript != null ? msg.transcript : prev.transcript;
+  const base = prev.session ?? {
+    status: null,
+    status_code: null,
+    last_event: null,
+    last_event_id: null,
+    meeting_started: false,
+    error: null,
+    attempt: null,
+    max: null,
+    created_at: msg.timestamp ?? null,
+    last_updated: msg.timestamp ?? null,
+  };
+  const lastUpdated =
+    base.last_updated && msg.timestamp && instant(base.last_updated) > instant(msg.timestamp) ? base.last_updated : (msg.timestamp ?? base.last_updated);
+  if (repeat) {
+    // An outcome the session had already: not news. Kept among the events, flagged.
+    return {
+      ...prev,
+      events,
+      transcript,
+      seq: msg.seq,
+      session: { ...base, last_event: msg.event ?? base.last_event, last_event_id: msg.event_id, last_updated: lastUpdated },
+    };
+  }
+  const status = msg.status ?? prev.status;
+  const l = { ...prev.lifecycle };
+  const at = instant(meetingBaasTime(msg));
+  const code = textOrNull(msg.status_code);
+  let statusCode = base.status_code;
+  if (code) {
+    if (at >= l.codeAt) {
+      statusCode = code;
+      l.codeAt = at;
+    }
+    if (code === 'retrying') {
+      const st = isObject(msg.data?.status) ? msg.data.status : {};
+      if (!l.retry || at >= l.retry.at) {
+        l.retry = { at, attempt: Number.isFinite(st.attempt) ? st.attempt : null, max: Number.isFinite(st.max) ? st.max : null };
+      }
+    } else if (FAILURE_SIGNALS.has(code)) {
+      const reported = errorOf(msg) ?? { code: null, message: null };
+      if (!l.failure || at >= l.failure.at) {
+        l.failure = { at, error: { code: reported.code ?? code, message: reported.message ?? null } };
+      }
+    }
+  }
+  const failureOutcome = msg.event === 'meeting.failed' || (msg.event === 'bot.reconciled' && status === 'failed' && prev.status !== 'failed');
+  if (failureOutcome && l.outcomeError === null) l.outcomeError = errorOf(msg);
+  const session = {
+    ...base,
+    status,
+    status_code: statusCode,
+    last_event: msg.event ?? base.last_event,
+    last_event_id: msg.event_id,
+    meeting_started: base.meeting_started || msg.event === 'meeting.started',
+    error: sessionError(status, l),
+    attempt: l.retry ? l.retry.attempt : null,
+    max: l.retry ? l.retry.max : null,
+    last_updated: lastUpdated,
+  };
+  return { ...prev, status, session, events, transcript, seq: msg.seq, lifecycle: l };
+}
+
 export class RelayClient {
   /** @param {import('./relay-client').RelayClientOptions} options */
   constructor(options = {}) {
@@ -164,6 +345,15 @@ export class RelayClient {
     return this._state;
   }
 
+  /**
+   * What the messages delivered for `botId` since it was subscribed add up to (`reduceBot`), or
+   * null when it is not subscribed. A new object after every message.
+   */
+  bot(botId) {
+    const b = this._bots.get(botId);
+    return b ? b.state : null;
+  }
+
   /** The last `seq` delivered for `botId`, or null when nothing was delivered nor remembered. */
   lastSeq(botId) {
     const b = this._bots.get(botId);
@@ -191,6 +381,7 @@ export class RelayClient {
       busy: false,
       gapTimer: null,
       gapResubscribed: false,
+      state: emptyBotState(botId),
     };
     this._bots.set(botId, b);
     if (this._conn) this._sendSubscribe(this._conn, b);
@@ -552,8 +743,15 @@ export class RelayClient {
   }
 
   _deliver(b, msg) {
+    // A repeat is said so plainly, whichever of the two fields the relay sent.
+    if (isRepeat(msg) && msg.repeat !== true) msg = { ...msg, repeat: true };
     b.last = msg.seq;
     this._save(b.id, msg.seq);
+    try {
+      b.state = reduceBot(b.state, msg, { maxEvents: this.options.maxEvents });
+    } catch (e) {
+      this._report(e);
+    }
     this._deliverRaw(msg);
   }
 

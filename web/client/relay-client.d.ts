@@ -1,4 +1,5 @@
-// Types of relay-client.js, the meeting-relay live-update client (the messages of the README's "Live updates").
+// Types of relay-client.js (the main entry of @meeting-relay/client), the meeting-relay live-update
+// client (the messages of the README's "Live updates"). The React hook's types: react.d.ts.
 
 /** Session status words, in their monotonic order (`paused` ranks with `recording`). */
 export type SessionStatus =
@@ -21,7 +22,15 @@ export type EventType =
   | 'transcription.updated'
   | 'bot.status_change'
   | 'chat.message'
+  | 'bot.reconciled'
   | 'unknown';
+
+/** What went wrong with a bot: a failure outcome's, or a failure signal's (provisional) error. */
+export interface SessionError {
+  /** `error_code` (v2), `error` (v1), or the failure signal's code (`bot_rejected`, …). */
+  code: string | null;
+  message: string | null;
+}
 
 export interface SessionSnapshot {
   status: SessionStatus;
@@ -29,7 +38,11 @@ export interface SessionSnapshot {
   last_event: string | null;
   last_event_id: string | null;
   meeting_started: boolean;
-  error: unknown;
+  /** A failure outcome's error; while not final, the newest failure signal's since the last retry; null when none. */
+  error: SessionError | null;
+  /** Of the newest v2 `retrying`: which attempt this is (`attempt` of `max`); null when none came. */
+  attempt: number | null;
+  max: number | null;
   created_at: string;
   last_updated: string;
 }
@@ -76,6 +89,14 @@ export interface EventMessage {
   truncated?: boolean;
   /** Set when the whole event of a truncated message could not be fetched (the message is delivered as it came). */
   fetch_error?: string;
+  /**
+   * An outcome the session already had, come again by another path (webhook, callback, resend,
+   * reconciliation): it changed nothing. The client delivers it with `repeat: true` and never
+   * shows it as a new status.
+   */
+  repeat?: true;
+  /** With `repeat`: the `event_id` of the event that first reported this outcome. */
+  repeat_of?: string;
 }
 
 export interface HeartbeatMessage {
@@ -184,6 +205,25 @@ export interface RelayClientOptions {
   timers?: Partial<Timers>;
   /** Dial at once when the browser fires `online`. Default true. */
   reconnectWhenOnline?: boolean;
+  /** Events kept per bot in `bot(id).events` (the oldest go first). Default 500; 0: none. */
+  maxEvents?: number;
+}
+
+/** What a bot's delivered messages add up to (`RelayClient.bot`, `reduceBot`). */
+export interface BotState {
+  bot_id: string;
+  /** The session status; null before the first message. A repeat never changes it. */
+  status: SessionStatus | null;
+  /** The snapshot's session, kept up to date by later events; null before the first message. */
+  session: SessionSnapshot | null;
+  /** Events in seq order (repeats included, with `repeat: true`), at most `maxEvents`. */
+  events: EventMessage[];
+  /** The newest transcript an event carried, or null. */
+  transcript: unknown;
+  /** seq of the last message. */
+  seq: number | null;
+  /** Private: what the error and the retry attempt are worked out from between snapshots. */
+  lifecycle: unknown;
 }
 
 export interface SubscribeOptions {
@@ -204,6 +244,7 @@ export declare const DEFAULTS: Readonly<{
   resetBackoffAfterMs: number;
   gapTimeoutMs: number;
   fetchAttempts: number;
+  maxEvents: number;
 }>;
 
 /** Full-jitter exponential backoff: a random delay in [0, min(maxDelayMs, baseDelayMs * 2^attempt)). */
@@ -218,6 +259,27 @@ export declare function httpBaseFromWsUrl(url: string): string;
 /** The message a truncated one stands for, from the REST route's whole event. */
 export declare function mergeFullEvent(message: EventMessage, full: { payload?: unknown }): EventMessage;
 
+/** Whether a message is a repeat (`repeat: true` or a `repeat_of`). */
+export declare function isRepeat(message: RelayMessage | null | undefined): boolean;
+
+/**
+ * MeetingBaaS's own time of an event (`data.status.created_at` of a status change, `data.sent_at`
+ * of an outcome), as sent; null when it gave none. The message's `timestamp` is the relay's.
+ */
+export declare function meetingBaasTime(message: EventMessage): string | null;
+
+/** The `{code, message}` an event's data reports (`error_code`/`error_message`, `error`/`message`, `status.error_*`), or null. */
+export declare function errorOf(message: EventMessage): SessionError | null;
+
+/** The state of a bot before any message. */
+export declare function emptyBotState(botId: string): BotState;
+
+/**
+ * The state after one more message (pure; returns `state` itself for a message that is not a
+ * status_update). Feed it messages in the order the client delivers them.
+ */
+export declare function reduceBot(state: BotState | null, message: RelayMessage, options?: { maxEvents?: number }): BotState;
+
 export declare class RelayClient {
   constructor(options: RelayClientOptions);
   readonly url: string;
@@ -229,6 +291,8 @@ export declare class RelayClient {
   unsubscribe(botId: string): void;
   /** The last seq delivered (or remembered) for a bot. */
   lastSeq(botId: string): number | null;
+  /** What the messages delivered for a subscribed bot add up to; null when not subscribed. */
+  bot(botId: string): BotState | null;
   /** Close for good: no reconnect. */
   close(): void;
 }
