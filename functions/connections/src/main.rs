@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
         client,
         config.connections_table.clone(),
     ));
-    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
+    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint).await);
     let handler = Arc::new(SubscriptionHandler::new(
         tokens,
         connections,

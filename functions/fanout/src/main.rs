@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         client_for(None).await,
         config.connections_table.clone(),
     ));
-    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
+    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint).await);
     let handler = Arc::new(FanoutHandler::new(connections, pusher, concurrency));
     run(service_fn(move |event: LambdaEvent<Event>| {
         let handler = handler.clone();
