@@ -30,7 +30,7 @@ fn config(cases: u32) -> ProptestConfig {
 
 fn intake() -> Intake {
     let auth = Authenticator::new(&AuthSettings {
-        api_keys: Some(format!("old-key-0000000000,{API_KEY}")),
+        api_keys: AuthSettings::key_list(&format!("old-key-0000000000,{API_KEY}")),
         webhook_secret: Some(WHSEC.into()),
         callback_secret: Some(CALLBACK.into()),
     })
@@ -507,7 +507,7 @@ fn key_of(intake: &Intake, text: &str) -> Result<String, TestCaseError> {
 
 fn big_intake() -> Intake {
     let auth = Authenticator::new(&AuthSettings {
-        api_keys: Some(API_KEY.into()),
+        api_keys: AuthSettings::key_list(API_KEY),
         ..AuthSettings::default()
     })
     .expect("auth settings");
