@@ -74,7 +74,7 @@ fn forgeries() -> Vec<(&'static str, Vec<String>)> {
             vec![format!("RelayManagementKey {}", &MANAGEMENT_KEY[..63])],
         ),
         (
-            "the key in lower and upper case",
+            "the key in upper case",
             vec![format!(
                 "RelayManagementKey {}",
                 MANAGEMENT_KEY.to_ascii_uppercase()
