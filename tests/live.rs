@@ -599,6 +599,7 @@ mod gateway {
         // Both spellings of the path; the SDK sends the encoded one.
         let resp = client
             .post(relay.url(&format!("/%40connections/{id}")))
+            .header("authorization", management_auth())
             .body(r#"{"type":"hello"}"#)
             .send()
             .await
@@ -610,6 +611,7 @@ mod gateway {
         );
         let info: Value = client
             .get(relay.url(&format!("/@connections/{id}")))
+            .header("authorization", management_auth())
             .send()
             .await
             .expect("get")
@@ -622,6 +624,7 @@ mod gateway {
         );
         let resp = client
             .delete(relay.url(&format!("/@connections/{id}")))
+            .header("authorization", management_auth())
             .send()
             .await
             .expect("delete");
@@ -631,6 +634,7 @@ mod gateway {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let resp = client
             .post(relay.url(&format!("/@connections/{id}")))
+            .header("authorization", management_auth())
             .body("{}")
             .send()
             .await
@@ -644,6 +648,7 @@ mod gateway {
         );
         let unknown = client
             .get(relay.url("/@connections/bm9zdWNoY29ubg="))
+            .header("authorization", management_auth())
             .send()
             .await
             .expect("get");

@@ -57,7 +57,7 @@ pub struct Config {
 impl Config {
     /// Every environment variable the relay reads (what a test clears so the caller's
     /// environment cannot leak in). The standard AWS variables are aws-config's.
-    pub const VARS: [&'static str; 21] = [
+    pub const VARS: [&'static str; 22] = [
         "MEETINGBAAS_API_KEY",
         "MEETINGBAAS_WEBHOOK_SECRET",
         "MEETINGBAAS_CALLBACK_SECRET",
@@ -78,6 +78,8 @@ impl Config {
         "RELAY_LISTEN",
         "RELAY_DATA_DIR",
         "RELAY_SECRETS_ARN",
+        // `relay serve` only, for the tests of its local `@connections` API (docs/security.md).
+        "RELAY_TESTING_MANAGEMENT_KEY",
         "RUST_LOG",
     ];
 

@@ -12,7 +12,7 @@ import { createServer } from 'node:http';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { Relay, ROOT, sleep, tempDir, uniqueBot, waitFor } from './support.mjs';
+import { MANAGEMENT_HEADERS, Relay, ROOT, sleep, tempDir, uniqueBot, waitFor } from './support.mjs';
 import { launch } from './chromium.mjs';
 
 const T = { timeout: 30_000 }; // generous: a loaded 2-core machine
@@ -193,7 +193,7 @@ describe('useBot (React 19) in headless Chromium', () => {
       .find((l) => l?.message === 'websocket' && l.bot_id === A && /^subscribed/.test(l.outcome ?? ''));
     assert.ok(line?.connection_id, 'the subscribe of A is in the relay log');
     const before = (await ws()).created;
-    const res = await fetch(`${relay.base}/@connections/${encodeURIComponent(line.connection_id)}`, { method: 'DELETE' });
+    const res = await fetch(`${relay.base}/@connections/${encodeURIComponent(line.connection_id)}`, { method: 'DELETE', headers: MANAGEMENT_HEADERS });
     assert.equal(res.status, 204);
     await until('a1', (v) => v.connection === 'reconnecting', 'reconnecting');
     // Stored while the page is away (it waits 1.5 s before dialling again).

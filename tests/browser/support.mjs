@@ -27,7 +27,16 @@ const SETTINGS = [
   'RETENTION_DAYS',
   'AWS_ENDPOINT_URL_DYNAMODB',
   'CORS_ALLOW_ORIGINS',
+  'RELAY_TESTING_MANAGEMENT_KEY',
 ];
+
+/**
+ * The management key the tests give `relay serve` (RELAY_TESTING_MANAGEMENT_KEY), so that they
+ * can call its `@connections` API as its own client does; without it that API answers 403.
+ */
+export const MANAGEMENT_KEY = '5eed'.repeat(16);
+/** The headers of a test's own call to `@connections`. */
+export const MANAGEMENT_HEADERS = { authorization: `RelayManagementKey ${MANAGEMENT_KEY}` };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -111,6 +120,7 @@ export class Relay {
       AWS_SECRET_ACCESS_KEY: 'testing',
       AWS_REGION: 'us-east-1',
       AWS_EC2_METADATA_DISABLED: 'true',
+      RELAY_TESTING_MANAGEMENT_KEY: MANAGEMENT_KEY,
       ...this.env,
     });
     const child = spawn(

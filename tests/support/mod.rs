@@ -25,6 +25,17 @@ pub fn settings() -> impl Iterator<Item = &'static str> {
         .chain(["AWS_ENDPOINT_URL_DYNAMODB"])
 }
 
+/// The management key the tests give `relay serve` (`RELAY_TESTING_MANAGEMENT_KEY`), so that
+/// they can call its `@connections` API as its own client does; without it that API answers
+/// 403 (docs/security.md). A relay started with `RelayOptions::own_management_key` makes its
+/// own random key, as it does outside the tests.
+pub const MANAGEMENT_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+/// The `Authorization` value of a test's own call to `@connections`.
+pub fn management_auth() -> String {
+    format!("RelayManagementKey {MANAGEMENT_KEY}")
+}
+
 /// Every configured secret, for leak checks.
 pub const SECRETS: [&str; 5] = [
     API_KEY,
@@ -50,6 +61,8 @@ pub struct RelayOptions {
     pub bare: bool,
     /// Run under `ulimit -n` this many open files (through `sh -c`).
     pub max_open_files: Option<u32>,
+    /// No `RELAY_TESTING_MANAGEMENT_KEY`: the relay makes its own key, which no test knows.
+    pub own_management_key: bool,
 }
 
 impl RelayOptions {
@@ -60,6 +73,7 @@ impl RelayOptions {
             env: Vec::new(),
             bare: false,
             max_open_files: None,
+            own_management_key: false,
         }
     }
 }
@@ -98,6 +112,9 @@ impl Relay {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "us-east-1");
+        if !opts.own_management_key {
+            cmd.env("RELAY_TESTING_MANAGEMENT_KEY", MANAGEMENT_KEY);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

@@ -3,11 +3,16 @@
 //! events of the connections function, turned into the core's [`WsRequest`] ([`websocket`]).
 
 use async_trait::async_trait;
+use aws_sdk_apigatewaymanagement::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_apigatewaymanagement::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use relay_core::ports::connections::ConnectionId;
 use relay_core::ports::push::{PushError, Pusher};
 
+pub mod management_key;
 pub mod websocket;
+
+pub use management_key::ManagementKey;
 
 pub use relay_core::handlers::subscription::WsRequest;
 
@@ -20,22 +25,11 @@ impl ApiGatewayPusher {
         Self { client }
     }
 
-    /// A management API client for `endpoint` (`WEBSOCKET_ENDPOINT`: the stage's https URL on
-    /// AWS, `http://127.0.0.1:8000` locally), with bounded timeouts. `local`: the local host,
-    /// which needs no real credentials.
-    pub async fn for_endpoint(endpoint: &str, local: bool) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .operation_attempt_timeout(std::time::Duration::from_secs(3))
-            .operation_timeout(std::time::Duration::from_secs(8))
-            .build();
-        if local {
-            return Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
-                local_config(endpoint, timeouts).await,
-            ));
-        }
+    /// A management API client for `endpoint` (`WEBSOCKET_ENDPOINT`: the stage's https URL),
+    /// with bounded timeouts and the Lambda's credentials (SigV4).
+    pub async fn for_endpoint(endpoint: &str) -> Self {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
+            .timeout_config(timeouts())
             .load()
             .await;
         let mut builder =
@@ -49,18 +43,60 @@ impl ApiGatewayPusher {
             builder.build(),
         ))
     }
+
+    /// The client of the local host's own management API (`relay serve`, e.g.
+    /// `http://127.0.0.1:8000`): every request carries `key`, which the local endpoint checks
+    /// where AWS checks a SigV4 signature.
+    pub async fn for_local_endpoint(endpoint: &str, key: ManagementKey) -> Self {
+        Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+            local_config(endpoint, timeouts(), key).await,
+        ))
+    }
+}
+
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build()
+}
+
+/// Puts the management key on every request (every attempt: retries included), after the
+/// signing stage, which has nothing to sign here.
+#[derive(Debug)]
+struct SendManagementKey(ManagementKey);
+
+impl Intercept for SendManagementKey {
+    fn name(&self) -> &'static str {
+        "SendManagementKey"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert(management_key::HEADER, self.0.header_value().clone());
+        Ok(())
+    }
 }
 
 /// The client of the local host's management API (`relay serve`): the same client, operation,
-/// retries, timeouts and HTTP as on AWS, minus what only AWS needs. The local host does not
-/// check signatures (it answers loopback peers only), so the client has no credentials and
-/// signs nothing: with no identity for SigV4, the SDK's own no-auth scheme (`allow_no_auth`)
-/// is the one chosen, which saves the signature's hashing and HMACs on every post. Stalled
-/// stream protection (a throughput monitor around every request and response body, for slow
-/// networks) is off: the bodies are a few hundred bytes over loopback.
+/// retries, timeouts and HTTP as on AWS, minus what only AWS needs. The local host checks the
+/// process's management key, not a signature, so the client has no credentials and signs
+/// nothing: with no identity for SigV4, the SDK's own no-auth scheme (`allow_no_auth`) is the
+/// one chosen, which saves the signature's hashing and HMACs on every post; an interceptor
+/// adds the key. Stalled stream protection (a throughput monitor around every request and
+/// response body, for slow networks) is off: the bodies are a few hundred bytes over loopback.
 async fn local_config(
     endpoint: &str,
     timeouts: aws_config::timeout::TimeoutConfig,
+    key: ManagementKey,
 ) -> aws_sdk_apigatewaymanagement::Config {
     use aws_sdk_apigatewaymanagement::config::retry::RetryConfig;
     use aws_sdk_apigatewaymanagement::config::{
@@ -84,6 +120,7 @@ async fn local_config(
         .retry_config(RetryConfig::standard())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         .allow_no_auth()
+        .interceptor(SendManagementKey(key))
         .build()
 }
 

@@ -29,9 +29,7 @@ impl App {
         let aws = self.aws.get_or_init(|| sdk_config(None)).await;
         let pusher = self
             .pusher
-            .get_or_init(|| async {
-                Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await)
-            })
+            .get_or_init(|| async { Arc::new(ApiGatewayPusher::for_endpoint(endpoint).await) })
             .await;
         let secrets = self.secrets.current(aws).await?;
         self.handler

@@ -19,7 +19,7 @@ async fn build(config: &Config) -> Result<FanoutHandler, Error> {
         client_from(&sdk_config(None).await),
         config.connections_table.clone(),
     ));
-    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint, false).await);
+    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(endpoint).await);
     Ok(FanoutHandler::new(
         connections,
         pusher,

@@ -20,7 +20,7 @@ use http::{HeaderMap, StatusCode};
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayWebsocketProxyRequest, ApiGatewayWebsocketProxyRequestContext,
 };
-use relay_apigateway::websocket;
+use relay_apigateway::{ManagementKey, websocket};
 use relay_core::handlers::subscription::SubscriptionHandler;
 use relay_core::ports::connections::ConnectionId;
 use serde_json::json;
@@ -203,6 +203,8 @@ pub struct Gateway {
     sockets: Mutex<HashMap<ConnectionId, Socket>>,
     limits: Limits,
     faults: Faults,
+    /// What the management API requires on every request (where AWS requires SigV4).
+    management_key: ManagementKey,
     /// Socket tasks still running (closing ones included).
     running: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -271,12 +273,18 @@ fn new_connection_id() -> ConnectionId {
 }
 
 impl Gateway {
-    pub fn new(handler: Arc<SubscriptionHandler>, limits: Limits, faults: Faults) -> Arc<Self> {
+    pub fn new(
+        handler: Arc<SubscriptionHandler>,
+        limits: Limits,
+        faults: Faults,
+        management_key: ManagementKey,
+    ) -> Arc<Self> {
         Arc::new(Self {
             handler,
             sockets: Mutex::new(HashMap::new()),
             limits,
             faults,
+            management_key,
             running: Arc::default(),
         })
     }
@@ -507,14 +515,23 @@ fn gone() -> Response {
     r
 }
 
-/// Only this machine may use the management API: it can write to any browser.
-fn loopback_only(peer: &SocketAddr) -> Option<Response> {
-    (!peer.ip().is_loopback()).then(|| {
-        (
+/// Who may use the management API, which can write to any browser: a loopback peer (this
+/// machine) that sends this process's management key (this process: its own fan-out and
+/// WebSocket routes). Anything else is 403 with API Gateway's body for a request without a
+/// valid signature, and nothing is read or done. The key is the credential, not the connection
+/// id: ids are in the logs, as API Gateway's own logs name them (docs/security.md).
+fn authorized(gw: &Gateway, peer: &SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    (!peer.ip().is_loopback() || !gw.management_key.verify(headers)).then(|| {
+        let mut r = (
             StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "Forbidden"})),
+            axum::Json(json!({"message": "Forbidden", "__type": "ForbiddenException"})),
         )
-            .into_response()
+            .into_response();
+        r.headers_mut().insert(
+            "x-amzn-errortype",
+            http::HeaderValue::from_static("ForbiddenException"),
+        );
+        r
     })
 }
 
@@ -539,9 +556,10 @@ pub async fn post_to_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(r) = loopback_only(&peer) {
+    if let Some(r) = authorized(&gw, &peer, &headers) {
         return r;
     }
     // Read at most one byte past the limit, whatever the body's size or its Content-Length.
@@ -576,8 +594,9 @@ pub async fn get_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = loopback_only(&peer) {
+    if let Some(r) = authorized(&gw, &peer, &headers) {
         return r;
     }
     let Some(id) = ConnectionId::parse(&id) else {
@@ -604,8 +623,9 @@ pub async fn delete_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = loopback_only(&peer) {
+    if let Some(r) = authorized(&gw, &peer, &headers) {
         return r;
     }
     let Some(id) = ConnectionId::parse(&id) else {

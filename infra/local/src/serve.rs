@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{Method, StatusCode, Uri};
 use relay_apigateway::ApiGatewayPusher;
+use relay_apigateway::management_key::{ManagementKey, ManagementKeyError};
 use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::api::{ApiHandler, Control};
@@ -142,8 +143,14 @@ pub async fn run(args: ServeArgs) -> CliResult {
 
     let tokens = config.token_keys()?;
     // The fan-out and the WebSocket routes push through this host's own @connections API with
-    // the real management API client, exactly as they do on AWS.
-    let pusher = Arc::new(ApiGatewayPusher::for_endpoint(&format!("http://{addr}"), true).await);
+    // the real management API client, exactly as they do on AWS; where AWS checks the client's
+    // SigV4 signature, this host checks the process's management key, which only its own
+    // client has (docs/security.md).
+    let management_key = management_key()?;
+    let pusher = Arc::new(
+        ApiGatewayPusher::for_local_endpoint(&format!("http://{addr}"), management_key.clone())
+            .await,
+    );
     let subscriptions = Arc::new(SubscriptionHandler::new(
         tokens.clone(),
         connections.clone(),
@@ -157,7 +164,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         max_queue_bytes: args.ws_max_queue_bytes.max(1),
         max_lag: Duration::from_secs(args.ws_max_lag.max(1)),
     };
-    let gw = Gateway::new(subscriptions, limits, faults);
+    let gw = Gateway::new(subscriptions, limits, faults, management_key);
     let gw_for_shutdown = gw.clone();
     let fanout = Arc::new(FanoutHandler::new(
         connections.clone(),
@@ -256,6 +263,24 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The testing hook: the end-to-end tests of the management API itself give the key (64 hex
+/// digits) so that they can call it as the relay's own client does. Read by `relay serve`
+/// only, never by a Lambda function (whose client signs with SigV4).
+pub const TESTING_MANAGEMENT_KEY: &str = "RELAY_TESTING_MANAGEMENT_KEY";
+
+/// This process's management key: a new random one, unless the tests give one. Never printed.
+fn management_key() -> Result<ManagementKey, ManagementKeyError> {
+    match std::env::var(TESTING_MANAGEMENT_KEY) {
+        Ok(hex) => {
+            tracing::warn!(
+                "{TESTING_MANAGEMENT_KEY} is set: the @connections API takes that key (tests only)"
+            );
+            ManagementKey::from_hex(&hex)
+        }
+        Err(_) => ManagementKey::generate(),
+    }
 }
 
 /// With no webhook authentication or client secret configured, use (and print) the data dir's
