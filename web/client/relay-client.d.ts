@@ -50,7 +50,7 @@ export interface SessionError {
 export interface SessionSnapshot {
   status: SessionStatus;
   status_code: string | null;
-  last_event: string | null;
+  last_event: EventType | string | null;
   last_event_id: string | null;
   meeting_started: boolean;
   /** A failure outcome's error; while not final, the newest failure signal's since the last retry; null when none. */
@@ -101,8 +101,11 @@ export interface EventMessage {
    * Never true in what the client delivers: it fetches the whole event first. Present only on
    * the wire, when the message would have exceeded 128 KB.
    */
-  truncated?: boolean;
-  /** Set when the whole event of a truncated message could not be fetched (the message is delivered as it came). */
+  truncated?: true;
+  /**
+   * Set when the whole event of a truncated message could not be fetched (the message is delivered as it came).
+   * @client set by the client, never sent by the relay
+   */
   fetch_error?: string;
   /**
    * An outcome the session already had, come again by another path (webhook, callback, resend,
@@ -119,10 +122,18 @@ export interface HeartbeatMessage {
   timestamp: string;
 }
 
-/** A refused action: forbidden, token_expired, invalid_bot_id, invalid_since, unknown_action, not_connected, bad_message, unavailable. */
+/** A refused action. */
 export interface ErrorMessage {
   type: 'error';
-  code: string;
+  code:
+    | 'forbidden'
+    | 'token_expired'
+    | 'invalid_bot_id'
+    | 'invalid_since'
+    | 'unknown_action'
+    | 'not_connected'
+    | 'bad_message'
+    | 'unavailable';
   message: string;
 }
 
@@ -132,6 +143,27 @@ export type RelayMessage =
   | EventMessage
   | HeartbeatMessage
   | ErrorMessage;
+
+/** `{"action":"subscribe"}`: follow a bot; with `since`, a replay of every stored event after seq `since` first. */
+export interface SubscribeAction {
+  action: 'subscribe';
+  bot_id: string;
+  since?: number | null;
+}
+
+/** `{"action":"unsubscribe"}`: stop following a bot. */
+export interface UnsubscribeAction {
+  action: 'unsubscribe';
+  bot_id: string;
+}
+
+/** `{"action":"ping"}`: the relay answers with a heartbeat. */
+export interface PingAction {
+  action: 'ping';
+}
+
+/** What the client sends (API Gateway route selection on `action`). */
+export type ClientAction = SubscribeAction | UnsubscribeAction | PingAction;
 
 /** `idle` until the first subscribe; `closed` only after `close()`. */
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';

@@ -24,6 +24,12 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub const WEBHOOK_PATH: &str = "/api/meeting-bot/webhook";
 
+/// The OpenAPI 3.1 description of the webhook route and the REST routes, served at
+/// `GET /openapi.json`. Kept in the repository beside this crate; `tests/openapi.rs` holds it to
+/// the Router (every route and method, the error statuses of the code), and `scripts/check-openapi` holds a real
+/// `relay serve`'s answers to it with schemathesis.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 /// API Gateway refuses bodies over 10 MB before any function sees them; the webhook handler
 /// applies the smaller `MAX_BODY_BYTES` itself, with its own clear answer.
 pub const GATEWAY_BODY_LIMIT: usize = 10 * 1024 * 1024;
@@ -134,6 +140,8 @@ pub fn api_router(api: Arc<ApiHandler>, cors_origins: &[String]) -> Router {
             "/api/meeting-bot/{bot}/events/{id}",
             get(event).options(no_content),
         )
+        .route("/openapi.json", get(openapi).options(no_content))
+        .route("/asyncapi.json", get(asyncapi).options(no_content))
         .with_state(api)
         .layer(axum::middleware::from_fn(log_api))
         .layer(cors(cors_origins))
@@ -169,6 +177,28 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([http::header::AUTHORIZATION, http::header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// `GET /openapi.json`: no token needed.
+async fn openapi() -> Response {
+    static_json(OPENAPI_JSON)
+}
+
+/// `GET /asyncapi.json`: the WebSocket messages (AsyncAPI 3), no token needed.
+async fn asyncapi() -> Response {
+    static_json(relay_core::domain::message::ASYNCAPI_JSON)
+}
+
+/// A JSON document embedded in the binary, served without a copy.
+pub fn static_json(body: &'static str) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn no_content() -> StatusCode {

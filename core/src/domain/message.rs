@@ -7,6 +7,11 @@ use serde_json::{Map, Value, json};
 use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::session::Session;
 
+/// The AsyncAPI 3 description of these messages and of the client's (`core/asyncapi.json`,
+/// served by `relay serve` at `GET /asyncapi.json`). `core/tests/asyncapi.rs` validates what this
+/// module produces against it; `tests/web/asyncapi.test.mjs` holds the browser client's types to it.
+pub const ASYNCAPI_JSON: &str = include_str!("../../asyncapi.json");
+
 /// API Gateway's WebSocket frame limit.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// Above this, bulky fields are left out (room for the envelope around them).
