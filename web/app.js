@@ -15,6 +15,10 @@ const el = {
   error: $('error'),
   errorCode: $('error-code'),
   errorMessage: $('error-message'),
+  artifacts: $('artifacts'),
+  artifactsFetch: $('artifacts-fetch'),
+  artifactLinks: $('artifact-links'),
+  artifactsNote: $('artifacts-note'),
   lastEvent: $('last-event'),
   lastSeq: $('last-seq'),
   lastTime: $('last-time'),
@@ -146,6 +150,44 @@ function renderSession() {
   el.errorCode.textContent = err?.code ?? '';
   el.errorCode.hidden = !err?.code;
   el.errorMessage.textContent = err?.message ?? '';
+  el.artifacts.hidden = view.status !== 'completed';
+}
+
+const ARTIFACT_LABELS = [
+  ['video', 'Video'],
+  ['audio', 'Audio'],
+  ['transcription', 'Transcription'],
+  ['raw_transcription', 'Raw transcription'],
+  ['diarization', 'Diarization'],
+  ['meeting_participants', 'Participants'],
+];
+
+/** The recording's links, fetched now through the relay (they work days later). */
+async function showArtifacts() {
+  if (!client) return;
+  el.artifactsFetch.disabled = true;
+  el.artifactLinks.replaceChildren();
+  try {
+    const a = await client.getArtifacts(view.bot);
+    for (const [key, label] of ARTIFACT_LABELS) {
+      if (!a[key]) continue;
+      const li = document.createElement('li');
+      const link = document.createElement('a');
+      link.href = a[key];
+      link.textContent = label;
+      link.rel = 'noopener noreferrer';
+      link.target = '_blank';
+      li.append(link);
+      el.artifactLinks.append(li);
+    }
+    el.artifactsNote.textContent = el.artifactLinks.childElementCount
+      ? `Fetched ${fmtTime(a.fetched_at)}; valid for about 4 hours.`
+      : 'MeetingBaaS has no files for this bot.';
+  } catch (e) {
+    el.artifactsNote.textContent = `Could not fetch the links: ${e.message ?? e}`;
+  } finally {
+    el.artifactsFetch.disabled = false;
+  }
 }
 
 function renderStatus() {
@@ -407,6 +449,7 @@ async function main() {
     el.tokenHint.textContent = '(optional in development mode: the page gets one from /api/dev/token)';
   }
 
+  el.artifactsFetch.addEventListener('click', () => showArtifacts());
   el.settings.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const next = el.bot.value.trim();
