@@ -8,7 +8,7 @@ use crate::domain::event::{EventKind, StoredEvent};
 use crate::domain::session::Session;
 
 /// The AsyncAPI 3 description of these messages and of the client's (`core/asyncapi.json`,
-/// served by `relay serve` at `GET /asyncapi.json`). `core/tests/asyncapi.rs` validates what this
+/// served by `relay serve` at `GET /asyncapi.json`). `tests/asyncapi-check/asyncapi.rs` validates what this
 /// module produces against it; `tests/web/asyncapi.test.mjs` holds the browser client's types to it.
 pub const ASYNCAPI_JSON: &str = include_str!("../../asyncapi.json");
 

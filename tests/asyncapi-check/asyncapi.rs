@@ -196,8 +196,8 @@ fn error_codes_in_the_code_are_documented() {
         .filter_map(Value::as_str)
         .collect();
     let sources = [
-        include_str!("../src/handlers/subscription.rs"),
-        include_str!("../src/handlers/fanout.rs"),
+        include_str!("../../core/src/handlers/subscription.rs"),
+        include_str!("../../core/src/handlers/fanout.rs"),
     ];
     let mut found = Vec::new();
     for src in sources {
