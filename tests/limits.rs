@@ -1,4 +1,4 @@
-//! What a client can cost `relay serve` is bounded (CONTRACT §7): the per-connection outbound
+//! What a client can cost `relay serve` is bounded, as API Gateway bounds it on AWS: the per-connection outbound
 //! queue, idle and lifetime limits on sockets whose client does not read, frame sizes, HTTP
 //! timeouts, shutdown. The real binary, real sockets; the checks are on mechanisms (what the
 //! relay answers, which sockets it still holds), with generous bounds.

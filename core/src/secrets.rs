@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports::secrets::{Secrets, SecretsError, SecretsSource};
 
-/// How long values read from the secret are used before it is read again (CONTRACT §8).
+/// How long values read from the secret are used before it is read again, so a rotated key takes effect within 5 minutes without a redeploy.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(300);
 
 /// The time [`Refreshing`] ages its values by (a test's clock moves by hand).

@@ -1,5 +1,6 @@
 //! The relay's secrets on AWS: [`SecretsManagerSource`] reads the one Secrets Manager secret
-//! (`RELAY_SECRETS_ARN`, a JSON object with the four keys of CONTRACT §8), and
+//! (`RELAY_SECRETS_ARN`, a JSON object with the keys `MEETINGBAAS_API_KEY`,
+//! `MEETINGBAAS_WEBHOOK_SECRET`, `MEETINGBAAS_CALLBACK_SECRET`, `RELAY_CLIENT_SECRET`), and
 //! [`LambdaSecrets`] is what a Lambda host holds: nothing at init, the client and the first
 //! read on the first invocation that needs them, a re-read at most every 5 minutes.
 

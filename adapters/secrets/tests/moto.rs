@@ -152,7 +152,7 @@ fn delivery(key: &str) -> HeaderMap {
 }
 
 /// A key rotation while the webhook's authenticator serves: the old key, then both (the
-/// comma-separated list of CONTRACT §8), then only the new one, each taking effect at the
+/// comma-separated `MEETINGBAAS_API_KEY` list), then only the new one, each taking effect at the
 /// first refresh after the TTL and never before; nothing is redeployed.
 #[tokio::test]
 async fn rotation_while_serving_old_key_both_new_key() {

@@ -1,5 +1,5 @@
-//! The per-bot session and its status machine (CONTRACT §3, "Session status" and "How a delivery
-//! moves the session").
+//! The per-bot session and its status machine: signals move it by MeetingBaaS's clock, only
+//! outcomes make it final (`completed` beats `failed`), a repeated outcome changes nothing.
 //!
 //! Deliveries arrive late, twice and out of order, and any permutation of a bot's deliveries
 //! must end in the same session. Applying each delivery's rule to the status alone cannot give

@@ -83,7 +83,7 @@ impl fmt::Display for Status {
     }
 }
 
-/// What a status code means to the session: the code map of CONTRACT §3. Codes match exactly
+/// What a status code means to the session: MeetingBaaS's v1 and v2 codes mapped to statuses. Codes match exactly
 /// (MeetingBaaS sends them lower-case; upper-case ones such as `MEET_LOGIN_REQUIRED` are
 /// another vocabulary, listed by the contract among the "other" codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

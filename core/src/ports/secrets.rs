@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::Config;
 use crate::domain::auth::AuthSettings;
 
-/// The keys of the secret's JSON object (CONTRACT §8), the names of the settings they replace.
+/// The keys of the secret's JSON object, the names of the settings they replace.
 pub const SECRET_KEYS: [&str; 4] = [
     "MEETINGBAAS_API_KEY",
     "MEETINGBAAS_WEBHOOK_SECRET",
