@@ -21,7 +21,8 @@ use relay_core::domain::bot_id::BotId;
 use relay_core::ports::connections::{Connection, ConnectionId, ConnectionStore, Subscriber};
 use relay_core::ports::store::StoreError;
 
-use crate::events::{BUSY_TIMEOUT, Fault, ReadPool};
+use crate::events::decode::Fault;
+use crate::events::{BUSY_TIMEOUT, ReadPool};
 
 /// Bumped when the schema changes; a file from a newer build is refused rather than misread.
 const SCHEMA_VERSION: i64 = 2;

@@ -20,11 +20,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+pub(crate) mod decode;
+mod schema;
+
+use decode::*;
+use schema::*;
+
 use relay_core::domain::bot_id::BotId;
-use relay_core::domain::event::{EventId, EventKind, Family, NewEvent, StoredEvent};
+use relay_core::domain::event::{EventId, NewEvent, StoredEvent};
 use relay_core::domain::session::{Session, Status};
 use relay_core::ports::store::{
     Appended, EventPage, EventStore, MAX_PAGE, OpenSession, Retention, StoreError,
@@ -45,52 +51,6 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows one purge step deletes; purges run between append batches in steps this small so
 /// they never hold the writer (and the appends queued behind it) for long.
 const PURGE_STEP: u32 = 1000;
-/// Bumped when the schema changes; a file from a newer build is refused rather than misread,
-/// one from an older build is migrated (`MIGRATIONS`).
-const SCHEMA_VERSION: i64 = 3;
-
-/// What turns a file of version N (index N - 1) into version N + 1.
-const MIGRATIONS: [&str; 2] = [
-    // 2: an outcome delivered again by another path names the first one.
-    "ALTER TABLE events ADD COLUMN repeat_of TEXT;",
-    // 3: the open-session index reconciliation reads (filled from the documents by
-    // `backfill_open_index` in the same transaction).
-    "ALTER TABLE sessions ADD COLUMN open_at TEXT;",
-];
-
-const SCHEMA: &str = r"
-CREATE TABLE IF NOT EXISTS events (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    bot_id       TEXT    NOT NULL,
-    seq          INTEGER NOT NULL,
-    event_id     TEXT    NOT NULL,
-    idem_key     TEXT    NOT NULL,
-    kind         TEXT    NOT NULL,
-    source_event TEXT    NOT NULL,
-    family       TEXT    NOT NULL,
-    status_code  TEXT,
-    occurred_at  TEXT,
-    received_at  TEXT    NOT NULL,
-    status       TEXT    NOT NULL,
-    expires_at   INTEGER NOT NULL,
-    body         TEXT    NOT NULL,
-    repeat_of    TEXT,
-    UNIQUE (bot_id, seq),
-    UNIQUE (bot_id, event_id)
-) STRICT;
-CREATE INDEX IF NOT EXISTS events_by_expiry ON events (expires_at);
-CREATE TABLE IF NOT EXISTS sessions (
-    bot_id     TEXT    PRIMARY KEY NOT NULL,
-    seq        INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    doc        TEXT    NOT NULL,
-    open_at    TEXT
-) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
--- Only open sessions are in it: `open_at` is the session's last change, fixed-width text
--- (`index_key` order), NULL once final.
-CREATE INDEX IF NOT EXISTS sessions_open ON sessions (open_at, bot_id) WHERE open_at IS NOT NULL;
-";
 
 /// Column list shared by every event read; `body` last so lookups that stop early never
 /// touch its overflow pages.
@@ -324,146 +284,6 @@ impl EventStore for SqliteStore {
         })
         .await
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// Internal error, so `?` works on rusqlite results without a crate-wide `From` impl.
-#[derive(Debug)]
-pub(crate) enum Fault {
-    Unavailable(String),
-    Corrupt(String),
-}
-
-impl From<rusqlite::Error> for Fault {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::Error as E;
-        match &e {
-            // A value that does not decode as the schema says: retrying will not help.
-            E::FromSqlConversionFailure(..)
-            | E::IntegralValueOutOfRange(..)
-            | E::InvalidColumnType(..)
-            | E::Utf8Error(..) => Fault::Corrupt(e.to_string()),
-            // A damaged file, or (on the writer) a seq clash: the session no longer matches
-            // the events stored for its bot.
-            E::SqliteFailure(f, _)
-                if matches!(
-                    f.code,
-                    ErrorCode::DatabaseCorrupt
-                        | ErrorCode::NotADatabase
-                        | ErrorCode::ConstraintViolation
-                ) =>
-            {
-                Fault::Corrupt(e.to_string())
-            }
-            // Busy, locked, I/O, full disk, ...: the sender should retry later.
-            _ => Fault::Unavailable(e.to_string()),
-        }
-    }
-}
-
-impl From<Fault> for StoreError {
-    fn from(f: Fault) -> Self {
-        match f {
-            Fault::Unavailable(m) => StoreError::Unavailable(m),
-            Fault::Corrupt(m) => StoreError::Corrupt(m),
-        }
-    }
-}
-
-fn writer_gone() -> StoreError {
-    StoreError::Unavailable("the SQLite writer has stopped".into())
-}
-
-fn corrupt(what: &str, value: impl std::fmt::Debug) -> Fault {
-    Fault::Corrupt(format!("stored {what} {value:?} does not decode"))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Connections
-
-fn open_writer(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(Fault::from)?;
-    configure_writer(&conn).map_err(StoreError::from)?;
-    Ok(conn)
-}
-
-fn configure_writer(conn: &Connection) -> Result<(), Fault> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL lets readers run alongside the writer and makes a commit one sequential append.
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Fault::Unavailable(format!(
-            "SQLite refused WAL mode (got {mode:?}); the store needs it"
-        )));
-    }
-    // FULL: the WAL is fsynced at every commit, so `append` returns only after a durable
-    // write (NORMAL could lose the last commits on power loss).
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    // Keeps the WAL from staying at its high-water mark after a burst of large bodies.
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-    conn.pragma_update(None, "cache_size", -16 * 1024)?;
-    conn.set_prepared_statement_cache_capacity(32);
-
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(Fault::Unavailable(format!(
-            "database schema version {version} is newer than this build ({SCHEMA_VERSION})"
-        )));
-    }
-    // A file that has tables already is migrated step by step; a new one gets the schema.
-    let has_tables: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
-        [],
-        |r| r.get(0),
-    )?;
-    let migrations: String = if has_tables {
-        MIGRATIONS
-            .iter()
-            .skip(usize::try_from(version.max(1) - 1).unwrap_or(0))
-            .copied()
-            .collect()
-    } else {
-        String::new()
-    };
-    let migrate = || -> Result<(), Fault> {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {migrations} {SCHEMA}"))?;
-        if has_tables && version < 3 {
-            backfill_open_index(conn)?;
-        }
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
-        Ok(())
-    };
-    migrate().inspect_err(|_| {
-        let _ = conn.execute_batch("ROLLBACK");
-    })
-}
-
-/// Fills `open_at` for the sessions of a file from before the open-session index.
-fn backfill_open_index(conn: &Connection) -> Result<(), Fault> {
-    let rows: Vec<(String, String)> = conn
-        .prepare("SELECT bot_id, doc FROM sessions")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut update = conn.prepare("UPDATE sessions SET open_at = ?2 WHERE bot_id = ?1")?;
-    for (bot, doc) in rows {
-        let session: Session = serde_json::from_str(&doc)
-            .map_err(|e| Fault::Corrupt(format!("session of bot {bot} does not decode: {e}")))?;
-        update.execute((bot, open_at(&session)))?;
-    }
-    Ok(())
-}
-
-/// The session's `open_at` column: its last change while open, else NULL.
-fn open_at(session: &Session) -> Option<String> {
-    session
-        .is_open()
-        .then(|| fixed_instant(session.last_updated))
-}
-
-fn fixed_instant(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 fn open_reader(path: &Path) -> Result<Connection, Fault> {
@@ -871,67 +691,10 @@ fn purge_step(conn: &Connection, job: Purge) -> Result<u64, Fault> {
     Ok(n as u64)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Decoding
-
-fn load_session(conn: &Connection, bot: &BotId) -> Result<Option<Session>, Fault> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM sessions WHERE bot_id = ?1")?
-        .query_row([bot.as_str()], |r| r.get(0))
-        .optional()?;
-    let Some(doc) = doc else { return Ok(None) };
-    let session: Session = serde_json::from_str(&doc)
-        .map_err(|e| Fault::Corrupt(format!("session of bot {bot} does not decode: {e}")))?;
-    if &session.bot_id != bot {
-        return Err(Fault::Corrupt(format!(
-            "session stored under bot {bot} belongs to {}",
-            session.bot_id
-        )));
-    }
-    Ok(Some(session))
-}
-
-/// Decodes a row selected with [`EVENT_COLUMNS`].
-fn read_event(row: &Row<'_>) -> Result<StoredEvent, Fault> {
-    let bot: String = row.get(1)?;
-    let event_id: String = row.get(2)?;
-    let family: String = row.get(7)?;
-    let received_at: String = row.get(10)?;
-    let status: String = row.get(11)?;
-    Ok(StoredEvent {
-        bot_id: BotId::parse(&bot).map_err(|_| corrupt("bot id", &bot))?,
-        event_id: EventId::parse(&event_id).ok_or_else(|| corrupt("event id", &event_id))?,
-        seq: decode_seq(row.get(3)?)?,
-        idempotency_key: row.get(4)?,
-        kind: decode_kind(&row.get::<_, String>(5)?)?,
-        source_event: row.get(6)?,
-        family: Family::parse(&family).ok_or_else(|| corrupt("family", &family))?,
-        status_code: row.get(8)?,
-        occurred_at: row.get(9)?,
-        received_at: DateTime::parse_from_rfc3339(&received_at)
-            .map_err(|_| corrupt("received_at", &received_at))?
-            .with_timezone(&Utc),
-        status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-        expires_at: row.get(12)?,
-        repeat_of: match row.get::<_, Option<String>>(13)? {
-            Some(id) => Some(EventId::parse(&id).ok_or_else(|| corrupt("repeat_of", &id))?),
-            None => None,
-        },
-        body: row.get(14)?,
-    })
-}
-
-fn decode_seq(seq: i64) -> Result<u64, Fault> {
-    u64::try_from(seq).map_err(|_| corrupt("seq", seq))
-}
-
-fn decode_kind(kind: &str) -> Result<EventKind, Fault> {
-    EventKind::parse(kind).ok_or_else(|| corrupt("kind", kind))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relay_core::domain::event::EventKind;
     use relay_core::testing::store_contract::{RETENTION, fresh_bot, new_event};
 
     fn writer() -> (tempfile::TempDir, Connection) {
