@@ -4,7 +4,7 @@ Stock moto_server serves requests on threads with no lock around its backends, a
 TransactWriteItems checks and applies items one at a time (rolling back by restoring a copy of
 the table), so concurrent transactions can interleave in ways DynamoDB never allows. One lock
 around moto's own WSGI app makes every request atomic, which is what the store contract tests
-need from a DynamoDB stand-in. Usage: python moto_server.py PORT
+need from a DynamoDB stand-in.
 
 Its TransactWriteItems also rolls back item by item, in place. Stock moto backs up every table a
 transaction names with a deep copy (all items and the whole stream history, so each transaction
@@ -16,6 +16,14 @@ For the benchmarks it also counts the operations it serves (the `X-Amz-Target` h
 `DynamoDB_20120810.Query`), in all and per table (the request's top-level `TableName`), and
 answers `GET /_relay/op-counts` with them as JSON:
 `{"total": {"Query": 12, …}, "by_table": {"Query": {"events": 2, "conns": 10}, …}}`.
+
+For docs/scale.md it also keeps billing counts (scripts/relay_counts.py): every DynamoDB,
+DynamoDB Streams and Secrets Manager request by service, operation and table, with the items
+each one wrote or read inside it (TransactItems and RequestItems included), their sizes and the
+write and read units DynamoDB would bill, when started with `--counts` (reading what a read
+request read costs moto a second lookup, so it is off otherwise). `GET /_relay/counts` answers
+them as JSON, `POST /_relay/reset` sets every count (op-counts too) back to zero.
+Usage: python moto_server.py PORT [--counts]
 """
 
 import copy
@@ -32,6 +40,8 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import run_simple
+
+import relay_counts
 
 stock_transact_write_items = DynamoDBBackend.transact_write_items
 
@@ -121,13 +131,29 @@ def op_counts(start_response):
     return [body]
 
 
+def reset():
+    with counts_lock:
+        op_totals.clear()
+        op_by_table.clear()
+
+
 def app(environ, start_response):
-    if environ.get("PATH_INFO") == OP_COUNTS_PATH and environ.get("REQUEST_METHOD") == "GET":
+    path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+    if path == OP_COUNTS_PATH and method == "GET":
         return op_counts(start_response)
+    if COUNTING and path in relay_counts.PATHS:
+        with lock:
+            return relay_counts.answer(path, method, start_response, reset)
     count(environ)
     with lock:
+        if COUNTING:
+            return relay_counts.serve(inner, environ, start_response)
         return list(inner(environ, start_response))
 
+
+COUNTING = "--counts" in sys.argv[2:]
+if COUNTING:
+    relay_counts.install()
 
 if __name__ == "__main__":
     run_simple(
