@@ -178,7 +178,9 @@ def write_targets(op, req):
     """(table, kind, key, new item or None, transactional) of every item a write names."""
     if op in ("PutItem", "DeleteItem", "UpdateItem"):
         kind = op[:-4]
-        yield req.get("TableName"), kind, req.get("Item") or req.get("Key") or {}, req.get("Item"), False
+        yield req.get("TableName"), kind, req.get("Item") or req.get("Key") or {}, req.get(
+            "Item"
+        ), False
     elif op == "BatchWriteItem":
         for table, entries in (req.get("RequestItems") or {}).items():
             for e in entries:
@@ -189,7 +191,9 @@ def write_targets(op, req):
     elif op == "TransactWriteItems":
         for e in req.get("TransactItems") or []:
             kind, body = next(iter(e.items()))
-            yield body.get("TableName"), kind, body.get("Item") or body.get("Key") or {}, body.get("Item"), True
+            yield body.get("TableName"), kind, body.get("Item") or body.get("Key") or {}, body.get(
+                "Item"
+            ), True
 
 
 def count_write(backend, op, req, ok, before):
@@ -215,7 +219,11 @@ def count_read(op, req, ok, sizes):
         if ok:
             total = sum(s for _, s in sizes)
             found = sum(1 for _, s in sizes if s)
-            units = sum(read_units(s, consistent) for _, s in sizes) if op == "GetItem" else read_units(total, consistent)
+            units = (
+                sum(read_units(s, consistent) for _, s in sizes)
+                if op == "GetItem"
+                else read_units(total, consistent)
+            )
             add("dynamodb", op, table, items=found, size=total, rcu=units)
         return {table}
     if op == "BatchGetItem":
@@ -223,12 +231,26 @@ def count_read(op, req, ok, sizes):
         if ok:
             for table, size in sizes:
                 consistent = bool(per_table.get(table, {}).get("ConsistentRead"))
-                add("dynamodb", op, table, items=1 if size else 0, size=size, rcu=read_units(size, consistent))
+                add(
+                    "dynamodb",
+                    op,
+                    table,
+                    items=1 if size else 0,
+                    size=size,
+                    rcu=read_units(size, consistent),
+                )
         return set(per_table)
     # TransactGetItems
     if ok:
         for table, size in sizes:
-            add("dynamodb", op, table, items=1 if size else 0, size=size, rcu=read_units(size, True, True))
+            add(
+                "dynamodb",
+                op,
+                table,
+                items=1 if size else 0,
+                size=size,
+                rcu=read_units(size, True, True),
+            )
     return {e.get("Get", {}).get("TableName") for e in req.get("TransactItems") or []}
 
 
@@ -256,8 +278,18 @@ def serve(inner, environ, start_response):
         return start_response(code, headers, exc_info)
 
     backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region_of(environ)]
-    is_write = service == "dynamodb" and op in ("PutItem", "DeleteItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems")
-    before = [existing_size(backend, t, k) for t, _, k, _, _ in write_targets(op, req)] if is_write else []
+    is_write = service == "dynamodb" and op in (
+        "PutItem",
+        "DeleteItem",
+        "UpdateItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+    )
+    before = (
+        [existing_size(backend, t, k) for t, _, k, _, _ in write_targets(op, req)]
+        if is_write
+        else []
+    )
     reading.sizes = [] if service == "dynamodb" and op in READS else None
     try:
         out = list(inner(environ, capture))
@@ -309,7 +341,12 @@ def answer(path, method, start_response, reset_others):
         body = b'{"reset":true}'
     else:
         body = b'{"error":"method not allowed"}'
-        start_response("405 Method Not Allowed", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        start_response(
+            "405 Method Not Allowed",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
         return [body]
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
