@@ -198,8 +198,49 @@ struct Socket {
     user_agent: Option<String>,
 }
 
+/// Where the WebSocket routes' events go: the shared handler in this process, or the
+/// connections function through the Lambda Invoke API (`--lambda-endpoint`).
+pub enum RouteTarget {
+    InProcess(Arc<SubscriptionHandler>),
+    Invoke {
+        invoker: crate::lambda::Invoker,
+        function: String,
+    },
+}
+
+impl RouteTarget {
+    /// The route's status (on `$connect`, anything but 200 refuses the connection). A failed
+    /// invocation is API Gateway's 500.
+    async fn route(&self, ev: ApiGatewayWebsocketProxyRequest) -> u16 {
+        match self {
+            RouteTarget::InProcess(handler) => handler.handle(websocket::request(ev)).await.status,
+            RouteTarget::Invoke { invoker, function } => {
+                let answer = match invoker.invoke(function, &ev).await {
+                    Ok(bytes) => serde_json::from_slice::<
+                        lambda_http::aws_lambda_events::apigw::ApiGatewayProxyResponse,
+                    >(&bytes)
+                    .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match answer {
+                    Ok(r) => u16::try_from(r.status_code).unwrap_or(500),
+                    Err(error) => {
+                        tracing::error!(function, error, "WebSocket route invocation failed");
+                        500
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Who may call the management API besides this process's own client (which sends the
+/// management key): with `--lambda-endpoint`, the functions, which sign with SigV4.
+pub type ManagementSigners = Option<crate::lambda::sigv4::SigV4Verifier>;
+
 pub struct Gateway {
-    handler: Arc<SubscriptionHandler>,
+    routes: RouteTarget,
+    signers: ManagementSigners,
     sockets: Mutex<HashMap<ConnectionId, Socket>>,
     limits: Limits,
     faults: Faults,
@@ -274,13 +315,15 @@ fn new_connection_id() -> ConnectionId {
 
 impl Gateway {
     pub fn new(
-        handler: Arc<SubscriptionHandler>,
+        routes: RouteTarget,
+        signers: ManagementSigners,
         limits: Limits,
         faults: Faults,
         management_key: ManagementKey,
     ) -> Arc<Self> {
         Arc::new(Self {
-            handler,
+            routes,
+            signers,
             sockets: Mutex::new(HashMap::new()),
             limits,
             faults,
@@ -416,14 +459,14 @@ impl Gateway {
             }
             let route = Self::route_of(&body);
             let ev = self.event(&id, route, "MESSAGE", Some(body));
-            self.handler.handle(websocket::request(ev)).await;
+            self.routes.route(ev).await;
         }
         // From here the connection is gone for the management API, whatever the socket does.
         q.close(CLOSE_NORMAL, "closed", false);
         let removed = self.sockets.lock().ok().and_then(|mut s| s.remove(&id));
         drop(removed);
         let ev = self.event(&id, "$disconnect", "DISCONNECT", None);
-        self.handler.handle(websocket::request(ev)).await;
+        self.routes.route(ev).await;
         // The writer gets a bounded time to send the close frame; a writer stuck on a socket
         // that is not read is dropped, and the TCP connection with it.
         if tokio::time::timeout(CLOSE_GRACE, &mut writer)
@@ -468,9 +511,9 @@ pub async fn ws_upgrade(
     let mut ev = gw.event(&id, "$connect", "CONNECT", None);
     ev.query_string_parameters = query.into();
     ev.headers = headers.clone();
-    let reply = gw.handler.handle(websocket::request(ev)).await;
-    if reply.status != 200 {
-        let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::FORBIDDEN);
+    let status = gw.routes.route(ev).await;
+    if status != 200 {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
         return (status, axum::Json(json!({"error": "unauthorized"}))).into_response();
     }
     let queue = Arc::new(Outq::default());
@@ -502,71 +545,125 @@ pub async fn ws_upgrade(
         .on_upgrade(move |socket| gw.run_socket(id, socket, queue))
 }
 
-fn gone() -> Response {
+/// The management API's error answer as API Gateway gives it: the type in a header and the body.
+fn aws_error(status: StatusCode, kind: &'static str, message: String) -> Response {
     let mut r = (
-        StatusCode::GONE,
-        axum::Json(json!({"message": "GoneException", "__type": "GoneException"})),
+        status,
+        axum::Json(json!({"message": message, "__type": kind})),
     )
         .into_response();
-    r.headers_mut().insert(
-        "x-amzn-errortype",
-        http::HeaderValue::from_static("GoneException"),
-    );
+    r.headers_mut()
+        .insert("x-amzn-errortype", http::HeaderValue::from_static(kind));
     r
+}
+
+fn gone() -> Response {
+    aws_error(
+        StatusCode::GONE,
+        "GoneException",
+        "GoneException".to_owned(),
+    )
 }
 
 /// Who may use the management API, which can write to any browser: a loopback peer (this
 /// machine) that sends this process's management key (this process: its own fan-out and
-/// WebSocket routes). Anything else is 403 with API Gateway's body for a request without a
-/// valid signature, and nothing is read or done. The key is the credential, not the connection
-/// id: ids are in the logs, as API Gateway's own logs name them (docs/security.md).
-fn authorized(gw: &Gateway, peer: &SocketAddr, headers: &HeaderMap) -> Option<Response> {
-    (!peer.ip().is_loopback() || !gw.management_key.verify(headers)).then(|| {
-        let mut r = (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({"message": "Forbidden", "__type": "ForbiddenException"})),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            "x-amzn-errortype",
-            http::HeaderValue::from_static("ForbiddenException"),
-        );
-        r
-    })
+/// WebSocket routes) or, with `--lambda-endpoint`, a SigV4 signature of the functions'
+/// credential. Anything else is 403 with API Gateway's body for a request without a valid
+/// signature, and nothing is read or done. The key is the credential, not the connection id:
+/// ids are in the logs, as API Gateway's own logs name them (docs/security.md).
+fn authorized(gw: &Gateway, peer: &SocketAddr, req: &Signed<'_>) -> Option<Response> {
+    let signed = || {
+        gw.signers
+            .as_ref()
+            .is_some_and(|v| v.verify(req.method.as_str(), req.uri, req.headers, req.body))
+    };
+    (!peer.ip().is_loopback() || !(gw.management_key.verify(req.headers) || signed()))
+        .then(forbidden)
+}
+
+/// What a management request's signature covers.
+struct Signed<'a> {
+    method: &'a http::Method,
+    /// The path and query as received (still encoded).
+    uri: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+/// [`authorized`] for the requests without a body (GetConnection, DeleteConnection).
+fn authorized_without_body(
+    gw: &Gateway,
+    peer: &SocketAddr,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let signed = Signed {
+        method,
+        uri: path_and_query(uri),
+        headers,
+        body: &[],
+    };
+    authorized(gw, peer, &signed)
+}
+
+fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// `/@connections/{id}`, or `/{stage}/@connections/{id}` as the functions' client sends it
+/// (its endpoint is the stage's URL).
+#[derive(serde::Deserialize)]
+pub struct ConnectionPath {
+    id: String,
+}
+
+fn forbidden() -> Response {
+    aws_error(
+        StatusCode::FORBIDDEN,
+        "ForbiddenException",
+        "Forbidden".to_owned(),
+    )
 }
 
 /// API Gateway's answer to a post over the frame limit.
 fn payload_too_large() -> Response {
-    let mut r = (
+    aws_error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        axum::Json(json!({
-            "message": format!("Message too long: the limit is {MAX_FRAME_BYTES} bytes"),
-            "__type": "PayloadTooLargeException",
-        })),
+        "PayloadTooLargeException",
+        format!("Message too long: the limit is {MAX_FRAME_BYTES} bytes"),
     )
-        .into_response();
-    r.headers_mut().insert(
-        "x-amzn-errortype",
-        http::HeaderValue::from_static("PayloadTooLargeException"),
-    );
-    r
 }
 
 pub async fn post_to_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionPath>,
+    method: http::Method,
+    uri: http::Uri,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    if let Some(r) = authorized(&gw, &peer, &headers) {
-        return r;
+    // Nothing is read for a caller that can be refused without it: only a signature covers
+    // the body.
+    if !peer.ip().is_loopback() || (gw.signers.is_none() && !gw.management_key.verify(&headers)) {
+        return forbidden();
     }
     // Read at most one byte past the limit, whatever the body's size or its Content-Length.
     let body = match axum::body::to_bytes(body, MAX_FRAME_BYTES + 1).await {
         Ok(b) if b.len() <= MAX_FRAME_BYTES => b,
         _ => return payload_too_large(),
     };
+    let signed = Signed {
+        method: &method,
+        uri: path_and_query(&uri),
+        headers: &headers,
+        body: &body,
+    };
+    if let Some(r) = authorized(&gw, &peer, &signed) {
+        return r;
+    }
+    let id = id.id;
     if gw.faults.should_fail(&body) {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -593,13 +690,15 @@ pub async fn post_to_connection(
 pub async fn get_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionPath>,
+    method: http::Method,
+    uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = authorized(&gw, &peer, &headers) {
+    if let Some(r) = authorized_without_body(&gw, &peer, &method, &uri, &headers) {
         return r;
     }
-    let Some(id) = ConnectionId::parse(&id) else {
+    let Some(id) = ConnectionId::parse(&id.id) else {
         return gone();
     };
     let Ok(sockets) = gw.sockets.lock() else {
@@ -622,13 +721,15 @@ pub async fn get_connection(
 pub async fn delete_connection(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionPath>,
+    method: http::Method,
+    uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = authorized(&gw, &peer, &headers) {
+    if let Some(r) = authorized_without_body(&gw, &peer, &method, &uri, &headers) {
         return r;
     }
-    let Some(id) = ConnectionId::parse(&id) else {
+    let Some(id) = ConnectionId::parse(&id.id) else {
         return gone();
     };
     if gw.close(&id) {

@@ -55,6 +55,27 @@ pub fn spawn_loop(reconciler: Arc<Reconciler>, interval: Duration) {
     });
 }
 
+/// Plays the schedule (`--lambda-endpoint`): the scheduled function is invoked every
+/// `interval` with the scheduler's event, as EventBridge Scheduler does.
+pub fn spawn_invoke_loop(invoker: crate::lambda::Invoker, function: String, interval: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // A schedule without an `Input` hands the function an empty object.
+            match invoker.invoke(&function, &serde_json::json!({})).await {
+                Ok(report) => tracing::info!(
+                    function,
+                    report = %String::from_utf8_lossy(&report),
+                    "scheduled invocation done"
+                ),
+                Err(e) => tracing::warn!(function, error = %e, "scheduled invocation failed"),
+            }
+        }
+    });
+}
+
 pub async fn run(args: ReconcileArgs) -> CliResult {
     relay_core::telemetry::init_stderr();
     let mut config = Config::from_env()?;

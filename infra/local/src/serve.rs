@@ -2,6 +2,7 @@
 //! functions run, on the embedded SQLite store by default or on any DynamoDB-API endpoint.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,9 +72,20 @@ pub struct ServeArgs {
     /// Posts in flight at once per fan-out batch.
     #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = relay_core::handlers::fanout::DEFAULT_CONCURRENCY)]
     fanout_concurrency: usize,
-    /// Attempts per stream record before it goes to the dead letters.
-    #[arg(long, default_value_t = 5)]
-    stream_max_attempts: u32,
+    /// Attempts per stream record before it goes to the dead letters [default: 5; with
+    /// --lambda-endpoint, 1 + the mapping's MaximumRetryAttempts].
+    #[arg(long)]
+    stream_max_attempts: Option<u32>,
+    /// The Lambda Invoke API of the function bootstraps (e.g. http://127.0.0.1:9000): the HTTP
+    /// routes, WebSocket routes, stream batches and scheduled passes invoke the functions
+    /// there instead of running the handlers in this process. Needs --dynamodb-endpoint and
+    /// --lambda-deployment.
+    #[arg(long, requires_all = ["lambda_deployment", "dynamodb_endpoint"])]
+    lambda_endpoint: Option<String>,
+    /// The deployment file (scripts/lambda_loop.py writes it from template.yaml): which route
+    /// invokes which function, the stream mapping's filter and batch size.
+    #[arg(long, requires = "lambda_endpoint")]
+    lambda_deployment: Option<PathBuf>,
     /// Testing: the first N posts to @connections fail with 500.
     #[arg(long, default_value_t = 0, hide = true)]
     inject_push_failures: u64,
@@ -85,6 +97,12 @@ pub struct ServeArgs {
 /// The embedded event store's file in the data directory.
 pub const EVENTS_FILE: &str = "events.sqlite3";
 
+/// `--lambda-endpoint`: the functions and what the template deploys.
+struct LambdaMode {
+    invoker: crate::lambda::Invoker,
+    deployment: crate::lambda::Deployment,
+}
+
 pub async fn run(args: ServeArgs) -> CliResult {
     relay_core::telemetry::init();
     let mut config = Config::from_env()?;
@@ -94,6 +112,13 @@ pub async fn run(args: ServeArgs) -> CliResult {
     if let Some(t) = args.connections_table {
         config.connections_table = t;
     }
+    let lambda = match (&args.lambda_endpoint, &args.lambda_deployment) {
+        (Some(endpoint), Some(file)) => Some(LambdaMode {
+            invoker: crate::lambda::Invoker::new(endpoint)?,
+            deployment: crate::lambda::Deployment::load(file)?,
+        }),
+        _ => None,
+    };
     let dev_key = fill_development_secrets(&mut config, &args.data)?;
     let development = dev_key.is_some();
     let auth = Authenticator::new(&config.auth)?;
@@ -157,6 +182,16 @@ pub async fn run(args: ServeArgs) -> CliResult {
         events.clone(),
         pusher.clone(),
     ));
+    let (routes, signers) = match &lambda {
+        None => (gateway::RouteTarget::InProcess(subscriptions), None),
+        Some(l) => (
+            gateway::RouteTarget::Invoke {
+                invoker: l.invoker.clone(),
+                function: l.deployment.websocket.function.clone(),
+            },
+            Some(function_signer()?),
+        ),
+    };
     let faults = Faults::new(args.inject_push_failures, args.poison_bot.clone());
     let limits = Limits {
         idle: Duration::from_secs(args.ws_idle_timeout),
@@ -164,7 +199,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         max_queue_bytes: args.ws_max_queue_bytes.max(1),
         max_lag: Duration::from_secs(args.ws_max_lag.max(1)),
     };
-    let gw = Gateway::new(subscriptions, limits, faults, management_key);
+    let gw = Gateway::new(routes, signers, limits, faults, management_key);
     let gw_for_shutdown = gw.clone();
     let fanout = Arc::new(FanoutHandler::new(
         connections.clone(),
@@ -172,11 +207,21 @@ pub async fn run(args: ServeArgs) -> CliResult {
         args.fanout_concurrency,
     ));
     let dead = Arc::new(FileDeadLetters::new(args.data.data_dir.join(DEAD_LETTERS)));
-    let mapping = MappingConfig {
-        max_attempts: args.stream_max_attempts.max(1),
+    let mut mapping = MappingConfig {
+        max_attempts: args.stream_max_attempts.unwrap_or(5).max(1),
         ..Default::default()
     };
-    spawn_stream(stream, fanout, dead, mapping).await?;
+    match &lambda {
+        None => spawn_stream(stream, fanout, dead, mapping).await?,
+        Some(l) => {
+            mapping.batch_size = l.deployment.stream.batch_size.max(1);
+            mapping.max_attempts = args
+                .stream_max_attempts
+                .unwrap_or(l.deployment.stream.maximum_retry_attempts.saturating_add(1))
+                .max(1);
+            spawn_lambda_stream(stream, l, dead, mapping).await?;
+        }
+    }
 
     let webhook = Arc::new(WebhookHandler::new(
         auth,
@@ -196,7 +241,15 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let meetingbaas = crate::reconcile::meetingbaas(&config);
     // Only with a MeetingBaaS key the operator set: development mode's generated key is for
     // webhooks, MeetingBaaS would refuse it.
-    if !development && !config.auth.api_keys.is_empty() {
+    if let Some(l) = &lambda {
+        if let Some(schedule) = &l.deployment.schedule {
+            crate::reconcile::spawn_invoke_loop(
+                l.invoker.clone(),
+                schedule.function.clone(),
+                config.reconcile_interval,
+            );
+        }
+    } else if !development && !config.auth.api_keys.is_empty() {
         let reconciler = Arc::new(Reconciler::new(
             events.clone(),
             meetingbaas.clone(),
@@ -227,10 +280,25 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .get(gateway::get_connection)
         .delete(gateway::delete_connection)
         .with_state(gw.clone());
-    let app = relay_http::webhook_router(webhook)
-        .merge(relay_http::api_router(api, &config.cors_allow_origins))
+    let functions = match &lambda {
+        // The HTTP API of the template: its routes invoke the functions; the development
+        // routes, which run handlers in this process, are not there.
+        Some(l) => crate::lambda::http::router(&l.deployment, l.invoker.clone())?
+            // The functions' client posts under the stage's URL.
+            .route(
+                &format!("/{}/@connections/{{id}}", l.deployment.websocket.stage),
+                management.clone(),
+            )
+            .route(
+                &format!("/{}/%40connections/{{id}}", l.deployment.websocket.stage),
+                management.clone(),
+            ),
+        None => relay_http::webhook_router(webhook)
+            .merge(relay_http::api_router(api, &config.cors_allow_origins))
+            .merge(dev_routes),
+    };
+    let app = functions
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
-        .merge(dev_routes)
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
         .route("/@connections/{id}", management.clone())
         .route("/%40connections/{id}", management)
@@ -263,6 +331,22 @@ pub async fn run(args: ServeArgs) -> CliResult {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The credential the functions sign their management API requests with: the one they are
+/// given (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_REGION), as this process has it.
+fn function_signer()
+-> Result<crate::lambda::sigv4::SigV4Verifier, Box<dyn std::error::Error + Send + Sync>> {
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| {
+            format!("--lambda-endpoint needs {name}: the credential the functions sign with")
+        })
+    };
+    Ok(crate::lambda::sigv4::SigV4Verifier::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?.into(),
+        std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned()),
+    ))
 }
 
 /// The testing hook: the end-to-end tests of the management API itself give the key (64 hex
@@ -362,6 +446,31 @@ async fn spawn_stream(
             tokio::spawn(async move { run_mapping(source, fanout.as_ref(), &dead, mapping).await });
         }
     }
+    Ok(())
+}
+
+/// Plays the fan-out's event source mapping: the records its filter lets through, in batches
+/// of its size, to the fan-out function.
+async fn spawn_lambda_stream(
+    choice: StreamChoice,
+    lambda: &LambdaMode,
+    dead: Arc<FileDeadLetters>,
+    mapping: MappingConfig,
+) -> CliResult {
+    let StreamChoice::Dynamo(sdk, table) = choice else {
+        return Err(
+            "--lambda-endpoint needs --dynamodb-endpoint: the functions use DynamoDB".into(),
+        );
+    };
+    let source =
+        crate::stream::dynamodb::DynamoStreams::latest(&sdk, &table, Duration::from_millis(100))
+            .await?
+            .for_lambda(lambda.deployment.stream.filters.clone());
+    let fanout = crate::lambda::stream::InvokeFanout {
+        invoker: lambda.invoker.clone(),
+        function: lambda.deployment.stream.function.clone(),
+    };
+    tokio::spawn(async move { run_mapping(source, &fanout, &dead, mapping).await });
     Ok(())
 }
 

@@ -23,6 +23,9 @@ pub struct DynamoStreams {
     /// when an iterator has expired (15 minutes unused, e.g. through an outage).
     last_read: HashMap<String, String>,
     poll: Duration,
+    /// `--lambda-endpoint`: the event source mapping's filters; the records they let through
+    /// are kept whole, for the fan-out function (none: records are decoded here only).
+    lambda_filters: Option<Vec<serde_json::Value>>,
 }
 
 fn unavailable(op: &str, e: impl std::fmt::Display) -> StoreError {
@@ -59,9 +62,39 @@ impl DynamoStreams {
             iterators: HashMap::new(),
             last_read: HashMap::new(),
             poll,
+            lambda_filters: None,
         };
         me.refresh_shards(ShardIteratorType::Latest).await?;
         Ok(me)
+    }
+
+    /// Keeps the records `filters` let through whole, for the fan-out function, and only those.
+    pub fn for_lambda(mut self, filters: Vec<serde_json::Value>) -> Self {
+        self.lambda_filters = Some(filters);
+        self
+    }
+
+    /// What one stream record becomes for the mapping.
+    fn record(&self, r: &aws_sdk_dynamodbstreams::types::Record) -> Option<Record> {
+        let raw = convert(r);
+        let decoded = match decode(&raw) {
+            Decoded::Event(e) => Some(Record::Event(e)),
+            Decoded::Skip => None,
+            Decoded::Undecodable { record_id, error } => Some(Record::Undecodable {
+                record_id,
+                error: error.to_string(),
+            }),
+        };
+        match &self.lambda_filters {
+            None => decoded,
+            Some(filters) => crate::lambda::stream::passes(filters, &raw).then(|| {
+                let decoded = decoded.unwrap_or_else(|| Record::Undecodable {
+                    record_id: raw.change.sequence_number.clone().unwrap_or_default(),
+                    error: "not an event item".to_owned(),
+                });
+                Record::Lambda(Box::new(super::LambdaRecord { raw, decoded }))
+            }),
+        }
     }
 
     async fn refresh_shards(&mut self, kind: ShardIteratorType) -> Result<(), StoreError> {
@@ -246,20 +279,7 @@ impl StreamSource for DynamoStreams {
                 {
                     self.last_read.insert(shard.clone(), last.to_owned());
                 }
-                records.extend(
-                    out.records()
-                        .iter()
-                        .filter_map(|r| match decode(&convert(r)) {
-                            Decoded::Event(e) => Some(Record::Event(e)),
-                            Decoded::Skip => None,
-                            Decoded::Undecodable { record_id, error } => {
-                                Some(Record::Undecodable {
-                                    record_id,
-                                    error: error.to_string(),
-                                })
-                            }
-                        }),
-                );
+                records.extend(out.records().iter().filter_map(|r| self.record(r)));
                 match out.next_shard_iterator() {
                     Some(next) => {
                         self.iterators.insert(shard, next.to_owned());

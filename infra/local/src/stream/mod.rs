@@ -32,19 +32,31 @@ pub enum Record {
         record_id: String,
         error: String,
     },
+    /// A stream record as the event source mapping hands it to the fan-out function
+    /// (`relay serve --lambda-endpoint`), with what this host read of it (for its logs and dead
+    /// letters: an event or an undecodable record, never another `Lambda`).
+    Lambda(Box<LambdaRecord>),
+}
+
+#[derive(Debug, Clone)]
+pub struct LambdaRecord {
+    pub raw: aws_lambda_events::dynamodb::EventRecord,
+    pub decoded: Record,
 }
 
 impl Record {
-    fn id(&self) -> &str {
+    pub fn id(&self) -> &str {
         match self {
             Record::Event(e) => &e.record_id,
             Record::Undecodable { record_id, .. } => record_id,
+            Record::Lambda(r) => r.decoded.id(),
         }
     }
 
     fn letter(&self, attempts: u32) -> DeadLetter {
         let failed_at = chrono::Utc::now().to_rfc3339();
         match self {
+            Record::Lambda(r) => r.decoded.letter(attempts),
             Record::Event(e) => DeadLetter {
                 failed_at,
                 attempts,
@@ -94,8 +106,13 @@ impl BatchHandler for FanoutHandler {
         let mut events = Vec::with_capacity(batch.len());
         let mut undecodable = None;
         for record in batch {
+            let record = match record {
+                Record::Lambda(r) => &r.decoded,
+                r => r,
+            };
             match record {
                 Record::Event(e) => events.push(e.clone()),
+                Record::Lambda(_) => {}
                 Record::Undecodable { record_id, error } => {
                     tracing::error!(
                         sequence_number = record_id,
