@@ -51,7 +51,36 @@ pub struct Relay {
     pub data_dir: PathBuf,
     pub lines: Arc<Mutex<Vec<String>>>,
     args: Vec<String>,
+    /// The DynamoDB endpoint and events table the functions use (`RELAY_TEST_HOST=lambda`).
+    pub dynamodb: Option<(String, String)>,
+    /// `RELAY_TEST_HOST=lambda`: the functions under their Runtime API (scripts/lambda_loop.py,
+    /// its own process group), stopped with the relay.
+    functions: Option<Child>,
 }
+
+/// Which host the end-to-end tests run the handlers in: `relay serve` itself (unset), or the
+/// real function bootstraps under a Lambda Runtime API that `relay serve --lambda-endpoint`
+/// invokes (`lambda`; scripts/test runs the suites that way a second time).
+pub fn lambda_host() -> bool {
+    match std::env::var("RELAY_TEST_HOST").as_deref() {
+        Ok("lambda") => true,
+        Ok("") | Err(_) => false,
+        Ok(other) => panic!("RELAY_TEST_HOST={other}: only `lambda` (or unset) is known"),
+    }
+}
+
+/// The template parameter behind each relay setting a test may give the functions (the
+/// relay's environment variable name, as template.yaml maps it).
+const SETTINGS_FOR_FUNCTIONS: [&str; 8] = [
+    "MEETINGBAAS_API_URL",
+    "MEETINGBAAS_API_VERSION",
+    "RECONCILE_AFTER_SECONDS",
+    "RECONCILE_INTERVAL_SECONDS",
+    "RETENTION_DAYS",
+    "MAX_BODY_BYTES",
+    "CORS_ALLOW_ORIGINS",
+    "FANOUT_CONCURRENCY",
+];
 
 pub struct RelayOptions {
     pub data_dir: PathBuf,
@@ -80,6 +109,13 @@ impl RelayOptions {
 
 impl Relay {
     pub fn start(opts: RelayOptions) -> Relay {
+        if lambda_host() {
+            assert!(
+                !opts.bare,
+                "development mode runs handlers in relay serve: not a Lambda-host test"
+            );
+            return Self::start_lambda(opts);
+        }
         let mut args = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
@@ -118,15 +154,164 @@ impl Relay {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
-        Self::spawn(cmd, opts.data_dir, args)
+        Self::spawn(cmd, opts.data_dir, args, Arc::default(), None, None)
     }
 
-    fn spawn(mut cmd: Command, data_dir: PathBuf, args: Vec<String>) -> Relay {
+    /// The relay in front of the real bootstraps: the functions of template.yaml under a
+    /// Runtime API, with the test's secrets in a Secrets Manager secret on moto, the test's
+    /// tables (its own `--dynamodb-endpoint`/`--events-table`/`--connections-table` when it
+    /// gives them), and `relay serve --lambda-endpoint` invoking them.
+    fn start_lambda(opts: RelayOptions) -> Relay {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let n: u64 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let mut endpoint = std::env::var("RELAY_TEST_DYNAMODB_ENDPOINT").ok();
+        let mut events_table = format!("lambda-events-{n:x}");
+        let mut connections_table = format!("lambda-conns-{n:x}");
+        let mut extra = Vec::new();
+        let mut it = opts.extra_args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--dynamodb-endpoint" => endpoint = it.next().cloned(),
+                "--events-table" => events_table = it.next().cloned().expect("table"),
+                "--connections-table" => connections_table = it.next().cloned().expect("table"),
+                _ => extra.push(a.clone()),
+            }
+        }
+        let endpoint = endpoint.expect(
+            "RELAY_TEST_DYNAMODB_ENDPOINT is not set: the functions need moto (run scripts/test)",
+        );
+        let python = std::env::var("RELAY_TEST_MOTO_PYTHON")
+            .unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_relay"))
+            .parent()
+            .expect("bin dir")
+            .to_owned();
+        let relay_port = free_port();
+        let runtime_port = free_port();
+        let deployment = opts.data_dir.join("lambda-deployment.json");
+        let secrets = serde_json::json!({
+            "MEETINGBAAS_API_KEY": format!("{API_KEY},{API_KEY_2}"),
+            "MEETINGBAAS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MEETINGBAAS_CALLBACK_SECRET": CALLBACK_SECRET,
+            "RELAY_CLIENT_SECRET": CLIENT_SECRET,
+        });
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("scripts/lambda_loop.py"))
+            .args(["--bin-dir", &bin_dir.display().to_string()])
+            .args(["--runtime-port", &runtime_port.to_string()])
+            .args(["--relay-url", &format!("http://127.0.0.1:{relay_port}")])
+            .args(["--moto", &endpoint])
+            .args(["--events-table", &events_table])
+            .args(["--connections-table", &connections_table])
+            .args(["--deployment", &deployment.display().to_string()]);
+        for (k, v) in &opts.env {
+            if SETTINGS_FOR_FUNCTIONS.contains(&k.as_str()) {
+                cmd.args(["--set", &format!("{k}={v}")]);
+            }
+        }
+        for var in settings() {
+            cmd.env_remove(var);
+        }
+        cmd.env("RELAY_LOOP_SECRETS", secrets.to_string())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut functions = cmd.spawn().expect("spawn scripts/lambda_loop.py");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        {
+            let out = functions.stdout.take().expect("stdout");
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("\"lambda loop ready\"") => break,
+                Ok(_) => {}
+                Err(_) => {
+                    stop_group(&mut functions);
+                    panic!(
+                        "the functions did not start; output:\n{}",
+                        lines.lock().expect("lines").join("\n")
+                    );
+                }
+            }
+        }
+        let (moto, tables_events) = (endpoint.clone(), events_table.clone());
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{relay_port}"),
+            "--data-dir".to_owned(),
+            opts.data_dir.display().to_string(),
+            "--dynamodb-endpoint".to_owned(),
+            endpoint,
+            "--events-table".to_owned(),
+            events_table,
+            "--connections-table".to_owned(),
+            connections_table,
+            "--lambda-endpoint".to_owned(),
+            format!("http://127.0.0.1:{runtime_port}"),
+            "--lambda-deployment".to_owned(),
+            deployment.display().to_string(),
+        ];
+        args.extend(extra);
+        let mut relay = Command::new(env!("CARGO_BIN_EXE_relay"));
+        relay.args(&args);
+        for var in settings() {
+            relay.env_remove(var);
+        }
+        relay
+            .env("RUST_LOG", "debug")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            // relay serve itself holds no MeetingBaaS secret here: only the client secret,
+            // for its own checks of nothing (the functions hold the secrets).
+            .env("RELAY_CLIENT_SECRET", CLIENT_SECRET)
+            .env("MEETINGBAAS_API_KEY", format!("{API_KEY},{API_KEY_2}"));
+        if !opts.own_management_key {
+            relay.env("RELAY_TESTING_MANAGEMENT_KEY", MANAGEMENT_KEY);
+        }
+        for (k, v) in &opts.env {
+            relay.env(k, v);
+        }
+        Self::spawn(
+            relay,
+            opts.data_dir,
+            args,
+            lines,
+            Some(functions),
+            Some((moto, tables_events)),
+        )
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        data_dir: PathBuf,
+        args: Vec<String>,
+        lines: Arc<Mutex<Vec<String>>>,
+        functions: Option<Child>,
+        dynamodb: Option<(String, String)>,
+    ) -> Relay {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn relay");
-        let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
@@ -166,6 +351,8 @@ impl Relay {
             data_dir,
             lines,
             args,
+            functions,
+            dynamodb,
         }
     }
 
@@ -224,7 +411,19 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(f) = &mut self.functions {
+            stop_group(f);
+        }
     }
+}
+
+/// Kills a process group (the loop, its emulator and the bootstraps) and reaps its leader.
+fn stop_group(leader: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-s", "KILL", "--"])
+        .arg(format!("-{}", leader.id()))
+        .status();
+    let _ = leader.wait();
 }
 
 pub fn http() -> reqwest::Client {
