@@ -25,12 +25,12 @@ async fn store(relay: &Relay) -> Stores {
             SqliteStore::open(&relay.data_dir.join("events.sqlite3"), Default::default())
                 .expect("open store"),
         ),
-        Some((endpoint, table)) => {
-            let client = relay_dynamodb::client_for(Some(endpoint)).await;
+        Some(tables) => {
+            let client = relay_dynamodb::client_for(Some(&tables.endpoint)).await;
             Stores::Dynamo(
-                DynamoStore::new(client.clone(), table.clone(), Default::default()),
+                DynamoStore::new(client.clone(), tables.events.clone(), Default::default()),
                 client,
-                table.clone(),
+                tables.events.clone(),
             )
         }
     }

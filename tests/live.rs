@@ -524,7 +524,12 @@ mod gateway {
     use super::*;
 
     async fn connection_id_of(relay: &Relay, bot: &str) -> String {
-        let store = connection_store(relay, &None).await;
+        // The functions' table when they are the host, else relay serve's own store.
+        let tables = relay
+            .dynamodb
+            .as_ref()
+            .map(|t| (t.endpoint.clone(), t.connections.clone()));
+        let store = connection_store(relay, &tables).await;
         let ids = store
             .subscribers(&relay_core::BotId::parse(bot).expect("bot"))
             .await

@@ -51,11 +51,18 @@ pub struct Relay {
     pub data_dir: PathBuf,
     pub lines: Arc<Mutex<Vec<String>>>,
     args: Vec<String>,
-    /// The DynamoDB endpoint and events table the functions use (`RELAY_TEST_HOST=lambda`).
-    pub dynamodb: Option<(String, String)>,
+    /// The DynamoDB endpoint and tables the functions use (`RELAY_TEST_HOST=lambda`).
+    pub dynamodb: Option<FunctionTables>,
     /// `RELAY_TEST_HOST=lambda`: the functions under their Runtime API (scripts/lambda_loop.py,
     /// its own process group), stopped with the relay.
     functions: Option<Child>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FunctionTables {
+    pub endpoint: String,
+    pub events: String,
+    pub connections: String,
 }
 
 /// Which host the end-to-end tests run the handlers in: `relay serve` itself (unset), or the
@@ -251,7 +258,11 @@ impl Relay {
                 }
             }
         }
-        let (moto, tables_events) = (endpoint.clone(), events_table.clone());
+        let tables = FunctionTables {
+            endpoint: endpoint.clone(),
+            events: events_table.clone(),
+            connections: connections_table.clone(),
+        };
         let mut args = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
@@ -296,7 +307,7 @@ impl Relay {
             args,
             lines,
             Some(functions),
-            Some((moto, tables_events)),
+            Some(tables),
         )
     }
 
@@ -306,7 +317,7 @@ impl Relay {
         args: Vec<String>,
         lines: Arc<Mutex<Vec<String>>>,
         functions: Option<Child>,
-        dynamodb: Option<(String, String)>,
+        dynamodb: Option<FunctionTables>,
     ) -> Relay {
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
