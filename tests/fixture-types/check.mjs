@@ -1,0 +1,200 @@
+// Checks every v2 fixture in tests/fixtures against the payload type @meeting-baas/sdk declares
+// for it (V2.BotWebhookCompleted, V2.CallbackFailed, V2.CalendarWebhookEventCreated, …; the few
+// it lacks are in ./extensions.ts). Each fixture becomes target/fixture-types/<name>.ts,
+// `export const fixture: <type> = <the fixture's JSON>;`, and all of them are compiled with the
+// TypeScript compiler (strict, no emit): a wrong field type, a missing field or a stray one
+// (an object literal's excess property) is a compile error. The SDK's types also carry the
+// OpenAPI constraints as JSDoc (`@pattern` on ids and times, `@minimum`/`@maximum`), which the
+// compiler does not check: each fixture's values are checked against those tags as well.
+// The SDK ships zod schemas only for its API's requests and responses (its webhook
+// "documentation" schemas are z.any()), so there is no schema to parse these payloads with.
+//
+// Three canaries prove the check bites: a fixture with a field of the wrong type, one with a
+// stray field and one with a time the SDK's pattern refuses must each be reported.
+//
+// Usage: node tests/fixture-types/check.mjs   (scripts/check-fixtures runs it)
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import ts from "typescript";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const fixturesDir = path.join(root, "tests/fixtures");
+const outDir = path.join(root, "target/fixture-types");
+
+// The type each v2 fixture must satisfy: the first rule whose pattern matches its file name.
+const RULES = [
+  [/^v2-status-retrying\.json$/, "X.BotWebhookStatusChangeRetrying"],
+  [/^v2-(status-[A-Za-z_]+|bot\.status_change)\.json$/, "V2.BotWebhookStatusChange"],
+  [/^v2-bot\.completed(-[a-z_]+)?\.json$/, "V2.BotWebhookCompleted"],
+  [/^v2-bot\.failed(-[A-Z_]+)?\.json$/, "V2.BotWebhookFailed"],
+  [/^v2-bot\.chat_message\.json$/, "X.BotWebhookChatMessage"],
+  [/^v2-callback-bot\.completed-guide\.json$/, "X.CallbackCompletedGuide"],
+  [/^v2-callback-bot\.completed\.json$/, "V2.CallbackCompleted"],
+  [/^v2-callback-bot\.failed\.json$/, "V2.CallbackFailed"],
+  [/^v2-calendar\.connection_created\.json$/, "V2.CalendarWebhookConnectionCreated"],
+  [/^v2-calendar\.connection_updated\.json$/, "V2.CalendarWebhookConnectionUpdated"],
+  [/^v2-calendar\.connection_deleted\.json$/, "V2.CalendarWebhookConnectionDeleted"],
+  [/^v2-calendar\.connection_error\.json$/, "X.CalendarWebhookConnectionError"],
+  [/^v2-calendar\.events_synced\.json$/, "V2.CalendarWebhookEventsSynced"],
+  [/^v2-calendar\.event_created\.json$/, "V2.CalendarWebhookEventCreated"],
+  [/^v2-calendar\.event_updated\.json$/, "V2.CalendarWebhookEventUpdated"],
+  [/^v2-calendar\.event_cancelled\.json$/, "V2.CalendarWebhookEventCancelled"],
+];
+
+// Every SDK payload type has at least one fixture (a new fixture must name its type above, and
+// a type left without a fixture is a shape not covered).
+const SDK_TYPES = [
+  "BotWebhookStatusChange",
+  "BotWebhookCompleted",
+  "BotWebhookFailed",
+  "CallbackCompleted",
+  "CallbackFailed",
+  "CalendarWebhookConnectionCreated",
+  "CalendarWebhookConnectionUpdated",
+  "CalendarWebhookConnectionDeleted",
+  "CalendarWebhookEventsSynced",
+  "CalendarWebhookEventCreated",
+  "CalendarWebhookEventUpdated",
+  "CalendarWebhookEventCancelled",
+];
+
+const problems = [];
+const typeOf = (name) => RULES.find(([re]) => re.test(name))?.[1];
+
+const names = fs
+  .readdirSync(fixturesDir)
+  .filter((n) => n.startsWith("v2-") && n.endsWith(".json"))
+  .sort();
+for (const n of names) if (!typeOf(n)) problems.push(`${n}: no SDK type is named for it in check.mjs`);
+for (const t of SDK_TYPES) {
+  if (!names.some((n) => typeOf(n) === `V2.${t}`)) problems.push(`V2.${t}: no fixture`);
+}
+
+// The canaries: each is a fixture made wrong in one way, and must be reported.
+const read = (n) => JSON.parse(fs.readFileSync(path.join(fixturesDir, n), "utf8"));
+const canaries = [];
+{
+  const v = read("v2-bot.completed.json");
+  v.data.duration_seconds = String(v.data.duration_seconds);
+  canaries.push({ name: "canary-wrong-type", type: "V2.BotWebhookCompleted", value: v });
+}
+{
+  const v = read("v2-bot.failed.json");
+  v.data.errorCode = v.data.error_code;
+  canaries.push({ name: "canary-stray-field", type: "V2.BotWebhookFailed", value: v });
+}
+{
+  const v = read("v2-bot.completed.json");
+  v.data.sent_at = v.data.sent_at.replace("T", " ");
+  canaries.push({ name: "canary-pattern", type: "V2.BotWebhookCompleted", value: v });
+}
+
+fs.rmSync(outDir, { recursive: true, force: true });
+fs.mkdirSync(outDir, { recursive: true });
+const extensions = path.relative(outDir, path.join(root, "tests/fixture-types/extensions.ts"));
+const files = new Map(); // generated file -> { label, value }
+const emit = (label, type, value) => {
+  const file = path.join(outDir, `${label}.ts`);
+  fs.writeFileSync(
+    file,
+    [
+      `// Generated by tests/fixture-types/check.mjs from tests/fixtures/${label}.json.`,
+      `import type { V2 } from "@meeting-baas/sdk";`,
+      `import type * as X from "${extensions.replace(/\.ts$/, "")}";`,
+      `export const fixture: ${type} = ${JSON.stringify(value, null, 2)};`,
+      "",
+    ].join("\n"),
+  );
+  files.set(file, { label, value });
+};
+for (const n of names) if (typeOf(n)) emit(n.replace(/\.json$/, ""), typeOf(n), read(n));
+for (const c of canaries) emit(c.name, c.type, c.value);
+
+const program = ts.createProgram([...files.keys()], {
+  strict: true,
+  noEmit: true,
+  target: ts.ScriptTarget.ES2022,
+  module: ts.ModuleKind.ESNext,
+  moduleResolution: ts.ModuleResolutionKind.Bundler,
+  // The SDK's own declarations are not under test; their types are still used in full.
+  skipLibCheck: true,
+  types: [],
+});
+const checker = program.getTypeChecker();
+
+// label -> messages
+const reported = new Map();
+const report = (label, msg) => {
+  if (!reported.has(label)) reported.set(label, []);
+  reported.get(label).push(msg);
+};
+for (const d of ts.getPreEmitDiagnostics(program)) {
+  const file = d.file ? path.resolve(d.file.fileName) : undefined;
+  const label = file && files.has(file) ? files.get(file).label : "(compiler)";
+  const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
+  report(
+    label,
+    `${where ? `line ${where.line + 1}: ` : ""}${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`,
+  );
+}
+
+// The JSDoc constraints of the SDK's types, walked along each fixture's value.
+let constraintsChecked = 0;
+const tagText = (tag) => ts.displayPartsToString(tag.text ?? []).trim();
+function walk(label, value, type, at, node) {
+  if (value === null || value === undefined) return;
+  const t = checker.getNonNullableType(type);
+  if (Array.isArray(value)) {
+    const item = checker.getIndexTypeOfType(t, ts.IndexKind.Number);
+    if (item) value.forEach((v, i) => walk(label, v, item, `${at}[${i}]`, node));
+    return;
+  }
+  if (typeof value !== "object") return;
+  for (const [key, v] of Object.entries(value)) {
+    const prop = checker.getPropertyOfType(t, key);
+    if (!prop) continue; // a stray field is the compiler's to report
+    for (const tag of prop.getJsDocTags(checker)) {
+      const text = tagText(tag);
+      if (tag.name === "pattern" && typeof v === "string") {
+        constraintsChecked += 1;
+        if (!new RegExp(text).test(v)) report(label, `${at}.${key}: ${JSON.stringify(v)} does not match the SDK's @pattern ${text}`);
+      } else if ((tag.name === "minimum" || tag.name === "maximum") && typeof v === "number") {
+        constraintsChecked += 1;
+        const bound = Number(text);
+        if (tag.name === "minimum" ? v < bound : v > bound) report(label, `${at}.${key}: ${v} is past the SDK's @${tag.name} ${text}`);
+      }
+    }
+    walk(label, v, checker.getTypeOfSymbolAtLocation(prop, node), `${at}.${key}`, node);
+  }
+}
+for (const [file, { label, value }] of files) {
+  const sf = program.getSourceFile(file);
+  const decl = sf?.statements
+    .filter(ts.isVariableStatement)
+    .flatMap((s) => s.declarationList.declarations)
+    .find((d) => ts.isIdentifier(d.name) && d.name.text === "fixture");
+  if (!decl?.type) {
+    report(label, "the generated declaration is missing");
+    continue;
+  }
+  walk(label, value, checker.getTypeFromTypeNode(decl.type), "$", decl);
+}
+
+for (const c of canaries) {
+  if (!reported.has(c.name)) problems.push(`${c.name}: not reported (the check would let a wrong fixture pass)`);
+  reported.delete(c.name);
+}
+for (const [label, msgs] of reported) {
+  problems.push(`${label}${label.startsWith("(") ? "" : ".json"}:\n    ${msgs.join("\n    ")}`);
+}
+
+if (problems.length) {
+  console.error(`check-fixtures: ${problems.length} problem(s)\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
+console.log(
+  `check-fixtures: ${names.length} v2 fixtures satisfy their @meeting-baas/sdk types ` +
+    `(strict compile; ${constraintsChecked} @pattern/@minimum/@maximum values checked); ` +
+    `${canaries.length} canaries reported as they must be`,
+);
