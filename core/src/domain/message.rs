@@ -67,14 +67,16 @@ pub fn snapshot(bot_id: &str, session: Option<&Session>) -> String {
     .to_string()
 }
 
-/// Where a completion payload keeps its transcript: v1 `data.transcript`, v2 `data.transcription`.
+/// Where a completion payload keeps its transcript inline: v1 `data.transcript`, or a
+/// `data.transcription` that is the transcript itself. A v2 `bot.completed`'s `transcription` is
+/// a signed URL of the transcript file, not a transcript: it stays in `data` as it came.
 fn transcript_of(kind: EventKind, data: &Map<String, Value>) -> Option<Value> {
     if kind != EventKind::MeetingCompleted && kind != EventKind::TranscriptionAvailable {
         return None;
     }
     data.get("transcript")
         .or_else(|| data.get("transcription"))
-        .filter(|t| !t.is_null())
+        .filter(|t| t.is_array() || t.is_object())
         .cloned()
 }
 
@@ -122,7 +124,9 @@ pub fn status_update(event: &StoredEvent, body: Option<&str>) -> String {
     // The transcript travels once, at the top level, not twice.
     if transcript.is_some() {
         data.remove("transcript");
-        data.remove("transcription");
+        if data.get("transcription").is_some_and(|t| !t.is_string()) {
+            data.remove("transcription");
+        }
     }
     msg.insert("data".into(), Value::Object(data));
     if let Some(t) = transcript {
@@ -194,6 +198,18 @@ mod tests {
         assert_eq!(
             (&msg["repeat"], &msg["repeat_of"]),
             (&json!(true), &json!(first))
+        );
+    }
+
+    #[test]
+    fn a_v2_transcription_url_stays_in_data_and_is_no_transcript() {
+        let body = r#"{"event":"bot.completed","data":{"bot_id":"b","transcription":"https://files.example/t.json?sig=1"}}"#;
+        let e = stored(EventKind::MeetingCompleted, body);
+        let m: Value = serde_json::from_str(&status_update(&e, Some(body))).expect("json");
+        assert!(m["transcript"].is_null(), "{m}");
+        assert_eq!(
+            m["data"]["transcription"],
+            "https://files.example/t.json?sig=1"
         );
     }
 
