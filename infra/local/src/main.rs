@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod gateway;
 mod http_server;
+mod metrics;
 mod reconcile;
 mod secrets;
 mod serve;

@@ -87,6 +87,7 @@ pub const EVENTS_FILE: &str = "events.sqlite3";
 
 pub async fn run(args: ServeArgs) -> CliResult {
     relay_core::telemetry::init();
+    let metrics = crate::metrics::install()?;
     let mut config = Config::from_env()?;
     if let Some(t) = args.events_table {
         config.events_table = t;
@@ -231,6 +232,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
         .merge(relay_http::api_router(api, &config.cors_allow_origins))
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
         .merge(dev_routes)
+        .merge(crate::metrics::routes(metrics, addr))
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
         .route("/@connections/{id}", management.clone())
         .route("/%40connections/{id}", management)
