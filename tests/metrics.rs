@@ -366,3 +366,78 @@ async fn metrics_are_for_this_machine_only() {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
 }
+
+/// Bot ids MeetingBaaS's schemas accept (UUIDs).
+const STUCK: &str = "7d6e5f4a-3b2c-4d1e-8f0a-9b8c7d6e5f4a";
+const UNKNOWN: &str = "8e7f6a5b-4c3d-4e2f-9a1b-0c9d8e7f6a5b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reconciled_session_is_counted_once() {
+    use support::meetingbaas_fake::NodeFake;
+    let fake = NodeFake::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut opts = RelayOptions::new(dir.path());
+    opts.env = vec![
+        ("MEETINGBAAS_API_URL".into(), fake.base.clone()),
+        ("MEETINGBAAS_API_VERSION".into(), "v2".into()),
+        ("MEETINGBAAS_TIMEOUT_MS".into(), "3000".into()),
+        ("RECONCILE_AFTER_SECONDS".into(), "1".into()),
+        ("RECONCILE_INTERVAL_SECONDS".into(), "1".into()),
+    ];
+    let relay = Relay::start(opts);
+    let before = scrape(&relay).await;
+    let signal = |bot: &str| {
+        json!({"event": "bot.status_change", "data": {"bot_id": bot, "event_id": format!("{bot}-rec"),
+               "status": {"code": "in_call_recording", "created_at": "2026-12-01T09:05:00Z"}}})
+        .to_string()
+    };
+    assert_eq!(post(&relay, &json_key_headers(), signal(STUCK)).await, 200);
+    assert_eq!(
+        post(&relay, &json_key_headers(), signal(UNKNOWN)).await,
+        200
+    );
+    fake.set_bot(
+        json!({"bot_id": STUCK, "status": "completed", "updated_at": "2026-12-01T09:40:00Z"}),
+    )
+    .await;
+
+    moved_by(
+        &relay,
+        &before,
+        "relay_reconcile_sessions_total{outcome=\"reconciled\"}",
+        1.0,
+    )
+    .await;
+    // Later passes ask about the unknown bot again, never about the completed one.
+    let deadline = Instant::now() + WAIT;
+    let unknown = "relay_reconcile_sessions_total{outcome=\"unknown\"}";
+    while delta(&before, &scrape(&relay).await, unknown) < 2.0 {
+        assert!(Instant::now() < deadline, "no second pass");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = scrape(&relay).await;
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            "relay_reconcile_sessions_total{outcome=\"reconciled\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            "relay_events_stored_total{source=\"reconcile\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            "relay_events_stored_total{source=\"webhook\"}"
+        ),
+        2.0
+    );
+}
