@@ -16,6 +16,11 @@ use crate::ports::push::{PushError, Pusher};
 use crate::ports::store::{EventStore, MAX_PAGE, StoreError};
 use crate::telemetry::metrics as m;
 
+/// The `outcome` labels of [`m::SUBSCRIBES`].
+const SUBSCRIBED: &str = "subscribed";
+const REFUSED: &str = "refused";
+const FAILED: &str = "failed";
+
 pub struct SubscriptionHandler {
     tokens: TokenKeys,
     connections: Arc<dyn ConnectionStore>,
@@ -330,7 +335,6 @@ impl SubscriptionHandler {
         bot: BotId,
         since: Option<u64>,
     ) -> (RouteOutcome, &'static str) {
-        const REFUSED: &str = "refused";
         let connection = match self.connections.get(id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -345,10 +349,7 @@ impl SubscriptionHandler {
                 return (refused, REFUSED);
             }
             Err(e) => {
-                return (
-                    RouteOutcome::status(500, e.to_string(), Some(bot)),
-                    "failed",
-                );
+                return (RouteOutcome::status(500, e.to_string(), Some(bot)), FAILED);
             }
         };
         if connection.token_exp <= Utc::now().timestamp() {
@@ -411,20 +412,17 @@ impl SubscriptionHandler {
         }
         .await;
         match result {
-            Ok(outcome) => (RouteOutcome::ok(outcome, Some(bot)), "subscribed"),
+            Ok(outcome) => (RouteOutcome::ok(outcome, Some(bot)), SUBSCRIBED),
             Err(RouteError::Push(PushError::Gone)) => {
                 let _ = self.connections.remove(id).await;
-                (RouteOutcome::ok("connection gone", Some(bot)), "failed")
+                (RouteOutcome::ok("connection gone", Some(bot)), FAILED)
             }
             Err(e) => {
                 let _ = self
                     .pusher
                     .send(id, &message::error("unavailable", "try again"))
                     .await;
-                (
-                    RouteOutcome::status(500, e.to_string(), Some(bot)),
-                    "failed",
-                )
+                (RouteOutcome::status(500, e.to_string(), Some(bot)), FAILED)
             }
         }
     }

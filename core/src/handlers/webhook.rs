@@ -47,7 +47,6 @@ impl WebhookError {
         }
     }
 
-    /// What the sender is told: clear, and never a secret or a store internal.
     /// The `outcome` label this error is counted under.
     pub fn outcome(&self) -> WebhookOutcome {
         match self {
@@ -62,6 +61,7 @@ impl WebhookError {
         }
     }
 
+    /// What the sender is told: clear, and never a secret or a store internal.
     pub fn public_message(&self) -> String {
         match self {
             WebhookError::Store(StoreError::Unavailable(_)) => {
