@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use lambda_http::RequestExt;
 use relay_core::handlers::api::{ApiError, ApiHandler, PageQuery};
 use relay_core::handlers::webhook::{Reply, WebhookHandler};
+use relay_core::telemetry::metrics::{self, WebhookOutcome};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -93,10 +94,15 @@ async fn webhook(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
+        // Answers the handler never sees, counted as it counts its own.
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics::webhook(WebhookOutcome::TooLarge);
             return error(StatusCode::PAYLOAD_TOO_LARGE, "payload too large");
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "the body could not be read"),
+        Err(_) => {
+            metrics::webhook(WebhookOutcome::BadRequest);
+            return error(StatusCode::BAD_REQUEST, "the body could not be read");
+        }
     };
     let Reply { status, body } = handler.handle(&headers, &body, &request_id).await;
     json_text(status, body)

@@ -15,6 +15,7 @@ use crate::domain::event::StoredEvent;
 use crate::domain::message;
 use crate::ports::connections::{ConnectionId, ConnectionStore, Subscriber};
 use crate::ports::push::{PushError, Pusher};
+use crate::telemetry::metrics as m;
 
 /// Posts in flight at once per batch. 64 × ~20 ms per post on AWS is ~3,000 posts/s, well under
 /// API Gateway's account-wide 10,000 requests/s, and enough for 10,000 subscribers in ~3 s.
@@ -77,7 +78,19 @@ impl FanoutHandler {
         let started = Instant::now();
         let outcome = self.process(batch).await;
         let report = &outcome.report;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::FANOUT_BATCH_SECONDS).record(elapsed.as_secs_f64());
+        for (label, n) in [
+            ("sent", report.sent),
+            ("gone", report.gone),
+            ("failed", report.failed),
+            ("expired", report.expired),
+        ] {
+            if n > 0 {
+                metrics::counter!(m::FANOUT_DELIVERIES, "outcome" => label).increment(n as u64);
+            }
+        }
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::info!(
             records = report.records,
             events = report.events,
@@ -140,6 +153,9 @@ impl FanoutHandler {
             let targets: Vec<ConnectionId> = targets.iter().map(|s| s.id.clone()).collect();
             let text = message::status_update(&stored, body_inline.then_some(stored.body.as_str()));
             let results = self.post_all(&targets, &text).await;
+            if results.iter().any(Result::is_ok) {
+                record_delivery_latency(&stored);
+            }
             let mut record_failed = false;
             let mut gone = HashSet::new();
             for (i, r) in results.into_iter().enumerate() {
@@ -246,4 +262,13 @@ impl FanoutHandler {
             .map(|r| r.unwrap_or_else(|| Err(PushError::Failed("the post's task failed".into()))))
             .collect()
     }
+}
+
+/// The viewer's wait for `event`: its arrival at the relay to now, when its posts are done. A
+/// clock that puts `received_at` in the future (another host's, a few ms ahead) counts as 0.
+fn record_delivery_latency(event: &StoredEvent) {
+    let waited = (chrono::Utc::now() - event.received_at)
+        .to_std()
+        .unwrap_or_default();
+    metrics::histogram!(m::DELIVERY_SECONDS).record(waited.as_secs_f64());
 }

@@ -24,6 +24,7 @@ use crate::domain::report::{BotReport, Finding};
 use crate::domain::session::Outcome;
 use crate::ports::meetingbaas::{ApiVersion, MeetingBaas, MeetingBaasError};
 use crate::ports::store::{Appended, EventStore, OpenSession, StoreError};
+use crate::telemetry::metrics as m;
 
 /// `RECONCILE_AFTER_SECONDS` default: MeetingBaaS retries a webhook for about 3 hours, but a
 /// session with no news for 30 minutes is worth one question.
@@ -172,6 +173,20 @@ impl Reconciler {
             *resume = if report.more { cursor } else { None };
         }
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        for (label, n) in [
+            ("reconciled", report.reconciled),
+            ("unchanged", report.unchanged),
+            ("unknown", report.unknown),
+            ("error", report.errors),
+        ] {
+            if n > 0 {
+                metrics::counter!(m::RECONCILE_SESSIONS, "outcome" => label).increment(n as u64);
+            }
+        }
+        if report.reconciled > 0 {
+            metrics::counter!(m::EVENTS_STORED, "source" => "reconcile")
+                .increment(report.reconciled as u64);
+        }
         tracing::info!(
             checked = report.checked,
             reconciled = report.reconciled,

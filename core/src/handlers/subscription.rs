@@ -14,6 +14,12 @@ use crate::domain::token::TokenKeys;
 use crate::ports::connections::{Connection, ConnectionId, ConnectionStore};
 use crate::ports::push::{PushError, Pusher};
 use crate::ports::store::{EventStore, MAX_PAGE, StoreError};
+use crate::telemetry::metrics as m;
+
+/// The `outcome` labels of [`m::SUBSCRIBES`].
+const SUBSCRIBED: &str = "subscribed";
+const REFUSED: &str = "refused";
+const FAILED: &str = "failed";
 
 pub struct SubscriptionHandler {
     tokens: TokenKeys,
@@ -203,10 +209,14 @@ impl SubscriptionHandler {
         };
         let outcome = match route {
             WsRoute::Connect { token } => self.connect(&id, token.as_deref()).await,
-            WsRoute::Disconnect => match self.connections.remove(&id).await {
-                Ok(()) => RouteOutcome::ok("disconnected", None),
-                Err(e) => RouteOutcome::status(500, format!("remove failed: {e}"), None),
-            },
+            WsRoute::Disconnect => {
+                // Closed whether or not its record could be removed (it expires anyway).
+                m::connection_closed();
+                match self.connections.remove(&id).await {
+                    Ok(()) => RouteOutcome::ok("disconnected", None),
+                    Err(e) => RouteOutcome::status(500, format!("remove failed: {e}"), None),
+                }
+            }
             WsRoute::Message(body) => self.message(&id, &body).await,
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -255,7 +265,10 @@ impl SubscriptionHandler {
             expires_at: Connection::expiry_for(now),
         };
         match self.connections.put(&connection).await {
-            Ok(()) => RouteOutcome::ok("connected", None),
+            Ok(()) => {
+                m::connection_opened();
+                RouteOutcome::ok("connected", None)
+            }
             Err(e) => RouteOutcome::status(500, format!("store failed: {e}"), None),
         }
     }
@@ -286,7 +299,11 @@ impl SubscriptionHandler {
                     .map_err(RouteError::from),
                 Some(bot),
             ),
-            ClientMessage::Subscribe { bot, since } => return self.subscribe(id, bot, since).await,
+            ClientMessage::Subscribe { bot, since } => {
+                let (outcome, counted) = self.subscribe(id, bot, since).await;
+                metrics::counter!(m::SUBSCRIBES, "outcome" => counted).increment(1);
+                return outcome;
+            }
         };
         match result {
             Ok(outcome) => RouteOutcome::ok(outcome, bot),
@@ -311,11 +328,17 @@ impl SubscriptionHandler {
 
     /// Registers the subscription first, then reads the replay range: an event stored in
     /// between is both replayed and fanned out, never neither (the client drops the repeat).
-    async fn subscribe(&self, id: &ConnectionId, bot: BotId, since: Option<u64>) -> RouteOutcome {
+    /// Also returns the `outcome` it is counted under ([`m::SUBSCRIBES`]).
+    async fn subscribe(
+        &self,
+        id: &ConnectionId,
+        bot: BotId,
+        since: Option<u64>,
+    ) -> (RouteOutcome, &'static str) {
         let connection = match self.connections.get(id).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return self
+                let refused = self
                     .refuse(
                         id,
                         "not_connected",
@@ -323,11 +346,14 @@ impl SubscriptionHandler {
                         Some(bot),
                     )
                     .await;
+                return (refused, REFUSED);
             }
-            Err(e) => return RouteOutcome::status(500, e.to_string(), Some(bot)),
+            Err(e) => {
+                return (RouteOutcome::status(500, e.to_string(), Some(bot)), FAILED);
+            }
         };
         if connection.token_exp <= Utc::now().timestamp() {
-            return self
+            let refused = self
                 .refuse(
                     id,
                     "token_expired",
@@ -335,9 +361,10 @@ impl SubscriptionHandler {
                     Some(bot),
                 )
                 .await;
+            return (refused, REFUSED);
         }
         if !connection.allows_bot(&bot) {
-            return self
+            let refused = self
                 .refuse(
                     id,
                     "forbidden",
@@ -345,6 +372,7 @@ impl SubscriptionHandler {
                     Some(bot),
                 )
                 .await;
+            return (refused, REFUSED);
         }
         let result: Result<String, RouteError> = async {
             self.connections.subscribe(id, &bot).await?;
@@ -384,17 +412,17 @@ impl SubscriptionHandler {
         }
         .await;
         match result {
-            Ok(outcome) => RouteOutcome::ok(outcome, Some(bot)),
+            Ok(outcome) => (RouteOutcome::ok(outcome, Some(bot)), SUBSCRIBED),
             Err(RouteError::Push(PushError::Gone)) => {
                 let _ = self.connections.remove(id).await;
-                RouteOutcome::ok("connection gone", Some(bot))
+                (RouteOutcome::ok("connection gone", Some(bot)), FAILED)
             }
             Err(e) => {
                 let _ = self
                     .pusher
                     .send(id, &message::error("unavailable", "try again"))
                     .await;
-                RouteOutcome::status(500, e.to_string(), Some(bot))
+                (RouteOutcome::status(500, e.to_string(), Some(bot)), FAILED)
             }
         }
     }

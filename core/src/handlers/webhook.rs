@@ -14,6 +14,7 @@ use crate::domain::event::{EventId, NewEvent};
 use crate::domain::idempotency;
 use crate::domain::payload::{Payload, PayloadError};
 use crate::ports::store::{Appended, EventStore, StoreError};
+use crate::telemetry::metrics::{self as m, WebhookOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -43,6 +44,20 @@ impl WebhookError {
             WebhookError::BadPayload(_) => StatusCode::BAD_REQUEST,
             WebhookError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Store(StoreError::Corrupt(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `outcome` label this error is counted under.
+    pub fn outcome(&self) -> WebhookOutcome {
+        match self {
+            WebhookError::UnsupportedMediaType | WebhookError::UnsupportedEncoding(_) => {
+                WebhookOutcome::UnsupportedMediaType
+            }
+            WebhookError::TooLarge => WebhookOutcome::TooLarge,
+            WebhookError::Unauthorized(_) => WebhookOutcome::Unauthorized,
+            WebhookError::BadPayload(_) => WebhookOutcome::BadRequest,
+            WebhookError::Store(StoreError::Unavailable(_)) => WebhookOutcome::Unavailable,
+            WebhookError::Store(StoreError::Corrupt(_)) => WebhookOutcome::Error,
         }
     }
 
@@ -81,9 +96,17 @@ impl WebhookHandler {
     pub async fn handle(&self, headers: &HeaderMap, body: &[u8], request_id: &str) -> Reply {
         let started = Instant::now();
         let result = self.accept(headers, body).await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        metrics::histogram!(m::INTAKE_SECONDS).record(elapsed.as_secs_f64());
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
         match result {
             Ok(Accepted { appended, bot_id }) => {
+                if appended.is_duplicate() {
+                    m::webhook(WebhookOutcome::Duplicate);
+                } else {
+                    m::webhook(WebhookOutcome::Accepted);
+                    metrics::counter!(m::EVENTS_STORED, "source" => "webhook").increment(1);
+                }
                 tracing::info!(
                     request_id,
                     status = 200,
@@ -107,6 +130,7 @@ impl WebhookHandler {
                 )
             }
             Err(err) => {
+                m::webhook(err.outcome());
                 let status = err.status();
                 let detail = match &err {
                     WebhookError::Unauthorized(why) => why.to_string(),

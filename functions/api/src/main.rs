@@ -3,6 +3,7 @@
 //! MeetingBaaS client come on the first request, and what depends on a secret is rebuilt when a
 //! refresh (at most every 5 minutes) brings other values.
 
+use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use axum::Router;
@@ -59,13 +60,14 @@ impl App {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
+    relay_cloudwatch::install("api");
     let app = Arc::new(App {
         secrets: LambdaSecrets::new(config.secrets_arn.clone()),
         config,
         aws: tokio::sync::OnceCell::new(),
         router: Rebuilt::default(),
     });
-    run(service_fn(move |request: Request| {
+    run(flushing(service_fn(move |request: Request| {
         let app = app.clone();
         async move {
             match app.router().await {
@@ -79,6 +81,6 @@ async fn main() -> Result<(), Error> {
                 }
             }
         }
-    }))
+    })))
     .await
 }

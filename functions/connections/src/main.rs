@@ -4,6 +4,7 @@
 //! minutes) brings another client secret. Each WebSocket route event is turned into the core's
 //! route request and its reply back into the route's answer.
 
+use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -60,6 +61,7 @@ impl App {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
+    relay_cloudwatch::install("connections");
     // A missing endpoint is a start-up error, as before; the client itself comes later.
     config.websocket_endpoint()?;
     let app = Arc::new(App {
@@ -69,7 +71,7 @@ async fn main() -> Result<(), Error> {
         pusher: tokio::sync::OnceCell::new(),
         handler: Rebuilt::default(),
     });
-    run(service_fn(
+    run(flushing(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
             async move {
@@ -78,6 +80,6 @@ async fn main() -> Result<(), Error> {
                 Ok::<ApiGatewayProxyResponse, Error>(websocket::response(reply))
             }
         },
-    ))
+    )))
     .await
 }

@@ -3,6 +3,7 @@
 //! partial batch failures. It uses no secret. Init reads only the environment; the AWS
 //! configuration and the clients come with the first batch.
 
+use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
@@ -30,10 +31,11 @@ async fn build(config: &Config) -> Result<FanoutHandler, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
+    relay_cloudwatch::install("fanout");
     config.websocket_endpoint()?;
     let config = Arc::new(config);
     let handler = Arc::new(tokio::sync::OnceCell::<FanoutHandler>::new());
-    run(service_fn(move |event: LambdaEvent<Event>| {
+    run(flushing(service_fn(move |event: LambdaEvent<Event>| {
         let (config, handler) = (config.clone(), handler.clone());
         async move {
             let handler = handler.get_or_try_init(|| build(&config)).await?;
@@ -41,6 +43,6 @@ async fn main() -> Result<(), Error> {
                 relay_dynamodb::stream::fan_out(handler, event.payload).await,
             )
         }
-    }))
+    })))
     .await
 }

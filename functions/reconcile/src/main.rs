@@ -5,6 +5,7 @@
 //! brings another key. The pass's counts are the invocation's result; a failure to read the
 //! open-session index fails the invocation (the errors alarm sees it).
 
+use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -50,19 +51,22 @@ impl App {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
+    relay_cloudwatch::install("reconcile");
     let app = Arc::new(App {
         secrets: LambdaSecrets::new(config.secrets_arn.clone()),
         config,
         aws: tokio::sync::OnceCell::new(),
         reconciler: Rebuilt::default(),
     });
-    run(service_fn(move |_scheduled: LambdaEvent<Value>| {
-        let app = app.clone();
-        async move {
-            let reconciler = app.reconciler().await?;
-            let report: PassReport = reconciler.run_pass(chrono::Utc::now()).await?;
-            Ok::<PassReport, Error>(report)
-        }
-    }))
+    run(flushing(service_fn(
+        move |_scheduled: LambdaEvent<Value>| {
+            let app = app.clone();
+            async move {
+                let reconciler = app.reconciler().await?;
+                let report: PassReport = reconciler.run_pass(chrono::Utc::now()).await?;
+                Ok::<PassReport, Error>(report)
+            }
+        },
+    )))
     .await
 }

@@ -3,6 +3,7 @@
 //! authenticator is rebuilt when a refresh of the secrets (at most every 5 minutes) brings other
 //! keys. Every request goes through the relay's HTTP surface to the core's webhook handler.
 
+use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,6 +13,7 @@ use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::webhook::WebhookHandler;
 use relay_core::secrets::Rebuilt;
+use relay_core::telemetry::metrics::{self, WebhookOutcome};
 use relay_dynamodb::{DynamoStore, SdkConfig, client_from, sdk_config};
 use relay_secrets::LambdaSecrets;
 use tower::ServiceExt;
@@ -49,19 +51,21 @@ impl App {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
+    relay_cloudwatch::install("webhook");
     let app = Arc::new(App {
         secrets: LambdaSecrets::new(config.secrets_arn.clone()),
         config,
         aws: tokio::sync::OnceCell::new(),
         router: Rebuilt::default(),
     });
-    run(service_fn(move |request: Request| {
+    run(flushing(service_fn(move |request: Request| {
         let app = app.clone();
         async move {
             match app.router().await {
                 Ok(router) => Ok::<_, Error>(Router::clone(&router).oneshot(request).await?),
                 Err(error) => {
                     // 503: MeetingBaaS retries the delivery.
+                    metrics::webhook(WebhookOutcome::Unavailable);
                     tracing::error!(%error, "webhook not ready");
                     Ok(relay_http::error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +74,6 @@ async fn main() -> Result<(), Error> {
                 }
             }
         }
-    }))
+    })))
     .await
 }

@@ -15,6 +15,7 @@ mod client;
 mod gateway;
 mod http_server;
 mod lambda;
+mod metrics;
 mod reconcile;
 mod secrets;
 mod serve;

@@ -105,6 +105,7 @@ struct LambdaMode {
 
 pub async fn run(args: ServeArgs) -> CliResult {
     relay_core::telemetry::init();
+    let metrics = crate::metrics::install()?;
     let mut config = Config::from_env()?;
     if let Some(t) = args.events_table {
         config.events_table = t;
@@ -299,6 +300,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     };
     let app = functions
         .route("/ws", get(gateway::ws_upgrade).with_state(gw))
+        .merge(crate::metrics::routes(metrics, addr))
         // The SDK sends `/%40connections/{id}`; curl users type `/@connections/{id}`.
         .route("/@connections/{id}", management.clone())
         .route("/%40connections/{id}", management)

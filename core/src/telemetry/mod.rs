@@ -1,5 +1,8 @@
 //! Logging set up once per process: JSON lines on stdout (CloudWatch on Lambda), filtered by
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`); and the relay's metrics ([`metrics`]), recorded here through the
+//! `metrics` facade and exported by whichever recorder the host installs.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
