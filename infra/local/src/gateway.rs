@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 /// a larger post to `@connections` is refused with 413.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 
+/// Each socket's initial read buffer.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Close codes this gateway sends.
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Idle timeout, lifetime limit, server shutdown.
@@ -533,8 +536,11 @@ pub async fn ws_upgrade(
     let gw2 = gw.clone();
     let id2 = id.clone();
     // A frame or message over the limit fails the read (before it is buffered whole), and the
-    // loop closes the socket with 1009.
+    // loop closes the socket with 1009. The read buffer starts small: clients send a few
+    // hundred bytes, and tungstenite's default (128 KiB, allocated up front) made each idle
+    // socket cost ~136 KB (BENCHMARKS.md, "Memory and descriptors"); it grows when needed.
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_failed_upgrade(move |_| {
