@@ -237,6 +237,9 @@ def main():
     ap.add_argument("--instances", type=int, default=3,
                     help="bootstrap processes per function: invocations at once, as Lambda scales out")
     ap.add_argument("--param", action="append", default=[], help="Name=Value: a template parameter")
+    ap.add_argument("--testing-secrets-refresh", type=int,
+                    help="seconds: the functions read their secret again this often (tests of a "
+                         "rotation only; RELAY_TESTING_SECRETS_REFRESH_SECONDS, not a template variable)")
     ap.add_argument("--set", action="append", default=[],
                     help="VAR=Value: the parameter the template gives the functions as VAR")
     a = ap.parse_args()
@@ -304,6 +307,8 @@ def main():
             "AWS_ENDPOINT_URL": a.moto,
             **env,
         }
+        if a.testing_secrets_refresh:
+            full["RELAY_TESTING_SECRETS_REFRESH_SECONDS"] = str(a.testing_secrets_refresh)
         for _ in range(max(1, a.instances)):
             child = subprocess.Popen([path], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             children.append(child)

@@ -52,12 +52,16 @@ pub struct Config {
     /// The AWS Secrets Manager secret holding the four secrets (`RELAY_SECRETS_ARN`, set on
     /// AWS): when set, the Lambda hosts take the secrets from it, not from the environment.
     pub secrets_arn: Option<String>,
+    /// How long the secrets read from `secrets_arn` are kept before they are read again:
+    /// [`crate::secrets::REFRESH_EVERY`], unless `RELAY_TESTING_SECRETS_REFRESH_SECONDS` (tests
+    /// only: the rotation test of the functions in the loop) says otherwise.
+    pub secrets_refresh: std::time::Duration,
 }
 
 impl Config {
     /// Every environment variable the relay reads (what a test clears so the caller's
     /// environment cannot leak in). The standard AWS variables are aws-config's.
-    pub const VARS: [&'static str; 22] = [
+    pub const VARS: [&'static str; 23] = [
         "MEETINGBAAS_API_KEY",
         "MEETINGBAAS_WEBHOOK_SECRET",
         "MEETINGBAAS_CALLBACK_SECRET",
@@ -80,6 +84,8 @@ impl Config {
         "RELAY_SECRETS_ARN",
         // `relay serve` only, for the tests of its local `@connections` API (docs/security.md).
         "RELAY_TESTING_MANAGEMENT_KEY",
+        // The functions in the loop only, for their key-rotation test (tests/rotation.rs).
+        "RELAY_TESTING_SECRETS_REFRESH_SECONDS",
         "RUST_LOG",
     ];
 
@@ -186,6 +192,10 @@ impl Config {
             "RECONCILE_INTERVAL_SECONDS",
             crate::handlers::reconcile::DEFAULT_INTERVAL,
         )?;
+        let secrets_refresh = seconds(
+            "RELAY_TESTING_SECRETS_REFRESH_SECONDS",
+            crate::secrets::REFRESH_EVERY,
+        )?;
         Ok(Self {
             reconcile,
             reconcile_interval,
@@ -208,6 +218,7 @@ impl Config {
                 .unwrap_or_else(|| "meeting-relay-connections".to_owned()),
             websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
             secrets_arn: get("RELAY_SECRETS_ARN"),
+            secrets_refresh,
             retention: Retention {
                 days: retention_days,
             },

@@ -63,6 +63,8 @@ pub struct FunctionTables {
     pub endpoint: String,
     pub events: String,
     pub connections: String,
+    /// The functions' Secrets Manager secret on `endpoint`.
+    pub secret_arn: String,
 }
 
 /// Which host the end-to-end tests run the handlers in: `relay serve` itself (unset), or the
@@ -168,7 +170,7 @@ impl Relay {
     /// Runtime API, with the test's secrets in a Secrets Manager secret on moto, the test's
     /// tables (its own `--dynamodb-endpoint`/`--events-table`/`--connections-table` when it
     /// gives them), and `relay serve --lambda-endpoint` invoking them.
-    fn start_lambda(opts: RelayOptions) -> Relay {
+    pub fn start_lambda(opts: RelayOptions) -> Relay {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let n: u64 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -218,6 +220,9 @@ impl Relay {
             if SETTINGS_FOR_FUNCTIONS.contains(&k.as_str()) {
                 cmd.args(["--set", &format!("{k}={v}")]);
             }
+            if k == "RELAY_TESTING_SECRETS_REFRESH_SECONDS" {
+                cmd.args(["--testing-secrets-refresh", v]);
+            }
         }
         for var in settings() {
             cmd.env_remove(var);
@@ -244,10 +249,13 @@ impl Relay {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let secret_arn = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line.contains("\"lambda loop ready\"") => break,
+                Ok(line) if line.contains("\"lambda loop ready\"") => {
+                    let ready: Value = serde_json::from_str(&line).expect("ready line");
+                    break ready["secret_arn"].as_str().expect("secret_arn").to_owned();
+                }
                 Ok(_) => {}
                 Err(_) => {
                     stop_group(&mut functions);
@@ -257,11 +265,12 @@ impl Relay {
                     );
                 }
             }
-        }
+        };
         let tables = FunctionTables {
             endpoint: endpoint.clone(),
             events: events_table.clone(),
             connections: connections_table.clone(),
+            secret_arn,
         };
         let mut args = vec![
             "serve".to_owned(),

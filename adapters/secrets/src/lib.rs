@@ -55,14 +55,21 @@ impl SecretsSource for SecretsManagerSource {
 /// stand), otherwise the secret, read on first use and at most every 5 minutes after.
 pub struct LambdaSecrets {
     arn: Option<String>,
+    refresh: std::time::Duration,
     source: tokio::sync::OnceCell<Refreshing<SecretsManagerSource>>,
 }
 
 impl LambdaSecrets {
     /// Costs nothing: no client, no read, until [`LambdaSecrets::current`].
     pub fn new(arn: Option<String>) -> Self {
+        Self::with_refresh(arn, relay_core::secrets::REFRESH_EVERY)
+    }
+
+    /// Read again at most every `refresh` (the configuration's `secrets_refresh`).
+    pub fn with_refresh(arn: Option<String>, refresh: std::time::Duration) -> Self {
         Self {
             arn,
+            refresh,
             source: tokio::sync::OnceCell::new(),
         }
     }
@@ -77,7 +84,13 @@ impl LambdaSecrets {
         };
         let source = self
             .source
-            .get_or_init(|| async { Refreshing::new(SecretsManagerSource::new(sdk, arn.clone())) })
+            .get_or_init(|| async {
+                Refreshing::with_clock(
+                    SecretsManagerSource::new(sdk, arn.clone()),
+                    self.refresh,
+                    Arc::new(relay_core::secrets::SystemClock),
+                )
+            })
             .await;
         source.current().await.map(Some)
     }

@@ -62,7 +62,7 @@ async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
     relay_cloudwatch::install("api");
     let app = Arc::new(App {
-        secrets: LambdaSecrets::new(config.secrets_arn.clone()),
+        secrets: LambdaSecrets::with_refresh(config.secrets_arn.clone(), config.secrets_refresh),
         config,
         aws: tokio::sync::OnceCell::new(),
         router: Rebuilt::default(),

@@ -65,7 +65,7 @@ async fn main() -> Result<(), Error> {
     // A missing endpoint is a start-up error, as before; the client itself comes later.
     config.websocket_endpoint()?;
     let app = Arc::new(App {
-        secrets: LambdaSecrets::new(config.secrets_arn.clone()),
+        secrets: LambdaSecrets::with_refresh(config.secrets_arn.clone(), config.secrets_refresh),
         config,
         aws: tokio::sync::OnceCell::new(),
         pusher: tokio::sync::OnceCell::new(),
