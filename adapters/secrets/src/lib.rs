@@ -95,3 +95,62 @@ impl LambdaSecrets {
         source.current().await.map(Some)
     }
 }
+
+/// What a function builds from its configuration, the AWS configuration and its current
+/// secrets, the way every function with a secret does it: nothing at init (it only reads the
+/// environment), the AWS configuration once on the first invocation, the value built then and
+/// again whenever a refresh of the secrets brings other values.
+pub struct FromSecrets<T> {
+    config: relay_core::config::Config,
+    secrets: LambdaSecrets,
+    aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    built: relay_core::secrets::Rebuilt<T>,
+}
+
+impl<T> FromSecrets<T> {
+    pub fn new(config: relay_core::config::Config) -> Self {
+        Self {
+            secrets: LambdaSecrets::with_refresh(
+                config.secrets_arn.clone(),
+                config.secrets_refresh,
+            ),
+            config,
+            aws: tokio::sync::OnceCell::new(),
+            built: relay_core::secrets::Rebuilt::default(),
+        }
+    }
+
+    /// The configuration as the environment gives it (before any secret is applied).
+    pub fn config(&self) -> &relay_core::config::Config {
+        &self.config
+    }
+
+    /// The AWS configuration, loaded by `load` on the first call.
+    pub async fn aws<F>(&self, load: impl FnOnce() -> F) -> &aws_config::SdkConfig
+    where
+        F: std::future::Future<Output = aws_config::SdkConfig>,
+    {
+        self.aws.get_or_init(load).await
+    }
+
+    /// The value for the current secrets: `build` gets the configuration with the secrets
+    /// applied (the environment's alone without a secret) and the AWS configuration. A failed
+    /// read or build is the caller's error, tried again at the next call.
+    pub async fn get<F>(
+        &self,
+        load: impl FnOnce() -> F,
+        build: impl FnOnce(&relay_core::config::Config, &aws_config::SdkConfig) -> Result<T, String>,
+    ) -> Result<Arc<T>, String>
+    where
+        F: std::future::Future<Output = aws_config::SdkConfig>,
+    {
+        let aws = self.aws(load).await;
+        let secrets = self.secrets.current(aws).await.map_err(|e| e.to_string())?;
+        self.built
+            .get(secrets, |secrets| {
+                let config = secrets.map_or_else(|| self.config.clone(), |s| s.apply(&self.config));
+                build(&config, aws)
+            })
+            .await
+    }
+}

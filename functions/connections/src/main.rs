@@ -10,51 +10,49 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use relay_apigateway::{ApiGatewayPusher, websocket};
-use relay_core::config::Config;
 use relay_core::handlers::subscription::SubscriptionHandler;
-use relay_core::secrets::Rebuilt;
-use relay_dynamodb::{DynamoConnections, DynamoStore, SdkConfig, client_from, sdk_config};
-use relay_secrets::LambdaSecrets;
+use relay_dynamodb::{DynamoConnections, DynamoStore, client_from, sdk_config};
+use relay_secrets::FromSecrets;
 
 struct App {
-    config: Config,
-    secrets: LambdaSecrets,
-    aws: tokio::sync::OnceCell<SdkConfig>,
+    handler: FromSecrets<SubscriptionHandler>,
     pusher: tokio::sync::OnceCell<Arc<ApiGatewayPusher>>,
-    handler: Rebuilt<SubscriptionHandler>,
 }
 
 impl App {
+    /// The route handler, whose token keys hold the client secret.
     async fn handler(&self) -> Result<Arc<SubscriptionHandler>, Error> {
-        let endpoint = self.config.websocket_endpoint()?;
-        let aws = self.aws.get_or_init(|| sdk_config(None)).await;
+        let endpoint = self.handler.config().websocket_endpoint()?;
         let pusher = self
             .pusher
             .get_or_init(|| async { Arc::new(ApiGatewayPusher::for_endpoint(endpoint).await) })
             .await;
-        let secrets = self.secrets.current(aws).await?;
-        self.handler
-            .get(secrets, |secrets| {
-                let config = secrets.map_or_else(|| self.config.clone(), |s| s.apply(&self.config));
-                let tokens = config.token_keys()?;
-                let client = client_from(aws);
-                let events = Arc::new(DynamoStore::new(
-                    client.clone(),
-                    config.events_table.clone(),
-                    config.retention,
-                ));
-                let connections = Arc::new(DynamoConnections::new(
-                    client,
-                    config.connections_table.clone(),
-                ));
-                Ok::<_, Error>(SubscriptionHandler::new(
-                    tokens,
-                    connections,
-                    events,
-                    pusher.clone(),
-                ))
-            })
-            .await
+        let handler = self
+            .handler
+            .get(
+                || sdk_config(None),
+                |config, aws| {
+                    let tokens = config.token_keys().map_err(|e| e.to_string())?;
+                    let client = client_from(aws);
+                    let events = Arc::new(DynamoStore::new(
+                        client.clone(),
+                        config.events_table.clone(),
+                        config.retention,
+                    ));
+                    let connections = Arc::new(DynamoConnections::new(
+                        client,
+                        config.connections_table.clone(),
+                    ));
+                    Ok(SubscriptionHandler::new(
+                        tokens,
+                        connections,
+                        events,
+                        pusher.clone(),
+                    ))
+                },
+            )
+            .await?;
+        Ok(handler)
     }
 }
 
@@ -65,11 +63,8 @@ async fn main() -> Result<(), Error> {
     // A missing endpoint is a start-up error, as before; the client itself comes later.
     config.websocket_endpoint()?;
     let app = Arc::new(App {
-        secrets: LambdaSecrets::with_refresh(config.secrets_arn.clone(), config.secrets_refresh),
-        config,
-        aws: tokio::sync::OnceCell::new(),
+        handler: FromSecrets::new(config),
         pusher: tokio::sync::OnceCell::new(),
-        handler: Rebuilt::default(),
     });
     run(flushing(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {

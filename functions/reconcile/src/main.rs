@@ -9,60 +9,44 @@ use relay_cloudwatch::flushing;
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use relay_core::config::Config;
 use relay_core::handlers::reconcile::{PassReport, Reconciler};
-use relay_core::secrets::Rebuilt;
-use relay_dynamodb::{DynamoStore, SdkConfig, client_from, sdk_config};
+use relay_dynamodb::{DynamoStore, client_from, sdk_config};
 use relay_meetingbaas::MeetingBaasClient;
-use relay_secrets::LambdaSecrets;
+use relay_secrets::FromSecrets;
 use serde_json::Value;
 
-struct App {
-    config: Config,
-    secrets: LambdaSecrets,
-    aws: tokio::sync::OnceCell<SdkConfig>,
-    reconciler: Rebuilt<Reconciler>,
-}
-
-impl App {
-    async fn reconciler(&self) -> Result<Arc<Reconciler>, String> {
-        let aws = self.aws.get_or_init(|| sdk_config(None)).await;
-        let secrets = self.secrets.current(aws).await.map_err(|e| e.to_string())?;
-        self.reconciler
-            .get(secrets, |secrets| {
-                let config = secrets.map_or_else(|| self.config.clone(), |s| s.apply(&self.config));
-                let store = Arc::new(DynamoStore::new(
-                    client_from(aws),
-                    config.events_table.clone(),
-                    config.retention,
-                ));
-                let meetingbaas = Arc::new(MeetingBaasClient::new(
-                    &config.meetingbaas_api_url,
-                    &config.auth.api_keys,
-                    config.meetingbaas_timeout,
-                    config.meetingbaas_api_version,
-                ));
-                Ok::<_, String>(Reconciler::new(store, meetingbaas, config.reconcile))
-            })
-            .await
-    }
+/// The pass, whose MeetingBaaS client holds the key from the secrets.
+async fn reconciler(app: &FromSecrets<Reconciler>) -> Result<Arc<Reconciler>, String> {
+    app.get(
+        || sdk_config(None),
+        |config, aws| {
+            let store = Arc::new(DynamoStore::new(
+                client_from(aws),
+                config.events_table.clone(),
+                config.retention,
+            ));
+            let meetingbaas = Arc::new(MeetingBaasClient::new(
+                &config.meetingbaas_api_url,
+                &config.auth.api_keys,
+                config.meetingbaas_timeout,
+                config.meetingbaas_api_version,
+            ));
+            Ok(Reconciler::new(store, meetingbaas, config.reconcile))
+        },
+    )
+    .await
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
     relay_cloudwatch::install("reconcile");
-    let app = Arc::new(App {
-        secrets: LambdaSecrets::with_refresh(config.secrets_arn.clone(), config.secrets_refresh),
-        config,
-        aws: tokio::sync::OnceCell::new(),
-        reconciler: Rebuilt::default(),
-    });
+    let app = Arc::new(FromSecrets::new(config));
     run(flushing(service_fn(
         move |_scheduled: LambdaEvent<Value>| {
             let app = app.clone();
             async move {
-                let reconciler = app.reconciler().await?;
+                let reconciler = reconciler(&app).await?;
                 let report: PassReport = reconciler.run_pass(chrono::Utc::now()).await?;
                 Ok::<PassReport, Error>(report)
             }

@@ -9,59 +9,43 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use lambda_http::{Error, Request, run, service_fn};
-use relay_core::config::Config;
 use relay_core::domain::auth::Authenticator;
 use relay_core::handlers::webhook::WebhookHandler;
-use relay_core::secrets::Rebuilt;
 use relay_core::telemetry::metrics::{self, WebhookOutcome};
-use relay_dynamodb::{DynamoStore, SdkConfig, client_from, sdk_config};
-use relay_secrets::LambdaSecrets;
+use relay_dynamodb::{DynamoStore, client_from, sdk_config};
+use relay_secrets::FromSecrets;
 use tower::ServiceExt;
 
-struct App {
-    config: Config,
-    secrets: LambdaSecrets,
-    aws: tokio::sync::OnceCell<SdkConfig>,
-    router: Rebuilt<Router>,
-}
-
-impl App {
-    async fn router(&self) -> Result<Arc<Router>, String> {
-        let aws = self.aws.get_or_init(|| sdk_config(None)).await;
-        let secrets = self.secrets.current(aws).await.map_err(|e| e.to_string())?;
-        self.router
-            .get(secrets, |secrets| {
-                let config = secrets.map_or_else(|| self.config.clone(), |s| s.apply(&self.config));
-                // No configured scheme is an error: the function never accepts anonymous posts.
-                let auth = Authenticator::new(&config.auth).map_err(|e| e.to_string())?;
-                let store = Arc::new(DynamoStore::new(
-                    client_from(aws),
-                    config.events_table.clone(),
-                    config.retention,
-                ));
-                let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
-                Ok(relay_http::with_json_fallbacks(relay_http::webhook_router(
-                    handler,
-                )))
-            })
-            .await
-    }
+/// The router over the webhook handler, whose authenticator holds the secrets.
+async fn router(app: &FromSecrets<Router>) -> Result<Arc<Router>, String> {
+    app.get(
+        || sdk_config(None),
+        |config, aws| {
+            // No configured scheme is an error: the function never accepts anonymous posts.
+            let auth = Authenticator::new(&config.auth).map_err(|e| e.to_string())?;
+            let store = Arc::new(DynamoStore::new(
+                client_from(aws),
+                config.events_table.clone(),
+                config.retention,
+            ));
+            let handler = Arc::new(WebhookHandler::new(auth, store, config.max_body_bytes));
+            Ok(relay_http::with_json_fallbacks(relay_http::webhook_router(
+                handler,
+            )))
+        },
+    )
+    .await
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = relay_core::telemetry::start()?;
     relay_cloudwatch::install("webhook");
-    let app = Arc::new(App {
-        secrets: LambdaSecrets::with_refresh(config.secrets_arn.clone(), config.secrets_refresh),
-        config,
-        aws: tokio::sync::OnceCell::new(),
-        router: Rebuilt::default(),
-    });
+    let app = Arc::new(FromSecrets::new(config));
     run(flushing(service_fn(move |request: Request| {
         let app = app.clone();
         async move {
-            match app.router().await {
+            match router(&app).await {
                 Ok(router) => Ok::<_, Error>(Router::clone(&router).oneshot(request).await?),
                 Err(error) => {
                     // 503: MeetingBaaS retries the delivery.
