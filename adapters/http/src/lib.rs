@@ -296,80 +296,28 @@ async fn configure_webhook(
     })
 }
 
-async fn stop(
-    State(api): State<Arc<ApiHandler>>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Answer {
-    Answer(
-        async {
-            let claims = bearer(&api, &headers)?;
-            let Path(bot) = path.map_err(|e| path_error(&e))?;
-            api.stop(&claims, &bot).await
+/// The routes on one bot (`{bot_id}`) that take nothing but the token: each calls the
+/// handler's method of the same name.
+macro_rules! bot_routes {
+    ($($name:ident),* $(,)?) => {$(
+        async fn $name(
+            State(api): State<Arc<ApiHandler>>,
+            path: Result<Path<String>, PathRejection>,
+            headers: HeaderMap,
+        ) -> Answer {
+            Answer(
+                async {
+                    let claims = bearer(&api, &headers)?;
+                    let Path(bot) = path.map_err(|e| path_error(&e))?;
+                    api.$name(&claims, &bot).await
+                }
+                .await,
+            )
         }
-        .await,
-    )
+    )*};
 }
 
-async fn resend(
-    State(api): State<Arc<ApiHandler>>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Answer {
-    Answer(
-        async {
-            let claims = bearer(&api, &headers)?;
-            let Path(bot) = path.map_err(|e| path_error(&e))?;
-            api.resend(&claims, &bot).await
-        }
-        .await,
-    )
-}
-
-async fn retry_callback(
-    State(api): State<Arc<ApiHandler>>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Answer {
-    Answer(
-        async {
-            let claims = bearer(&api, &headers)?;
-            let Path(bot) = path.map_err(|e| path_error(&e))?;
-            api.retry_callback(&claims, &bot).await
-        }
-        .await,
-    )
-}
-
-async fn artifacts(
-    State(api): State<Arc<ApiHandler>>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Answer {
-    Answer(
-        async {
-            let claims = bearer(&api, &headers)?;
-            let Path(bot) = path.map_err(|e| path_error(&e))?;
-            api.artifacts(&claims, &bot).await
-        }
-        .await,
-    )
-}
-
-async fn status(
-    State(api): State<Arc<ApiHandler>>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Answer {
-    Answer(
-        async {
-            let claims = bearer(&api, &headers)?;
-            let Path(bot) = path.map_err(|e| path_error(&e))?;
-            api.status(&claims, &bot).await
-        }
-        .await,
-    )
-}
+bot_routes!(stop, resend, retry_callback, artifacts, status);
 
 /// The events route's query, values percent-decoded; parsed into numbers by the core.
 #[derive(Debug, Default, Deserialize)]
