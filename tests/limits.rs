@@ -278,13 +278,20 @@ async fn frames_over_128_kb_are_refused_whatever_their_size_in_both_directions()
     let (mut ws, _, id) = raw_client(&relay).await;
     let client = http();
     for size in [128 * 1024 + 1, 3 * 1024 * 1024] {
-        let resp = client
+        let sent = client
             .post(relay.url(&format!("/@connections/{id}")))
             .header("authorization", management_auth())
             .body("x".repeat(size))
             .send()
-            .await
-            .expect("post");
+            .await;
+        // The relay answers 413 as soon as the limit is passed and closes the connection: a
+        // client still writing megabytes may see the close before it reads the answer. That is
+        // the refusal too (the frame is never delivered: checked below).
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) if size > 1024 * 1024 && e.is_request() => continue,
+            Err(e) => panic!("a {size}-byte post: {e}"),
+        };
         assert_eq!(resp.status().as_u16(), 413, "a {size}-byte post");
         assert_eq!(
             resp.headers()
