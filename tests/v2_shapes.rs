@@ -80,8 +80,9 @@ fn headers_for(name: &str, body: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The canonical event of a v2 event name (CONTRACT §3's table); `first_in_call` is whether this
-/// is the bot's first in-call status (which is `meeting.started`).
+/// The canonical event the relay stores for a v2 event name (completed and failed bots become
+/// `meeting.completed`/`meeting.failed`); `first_in_call` is whether this is the bot's first
+/// in-call status (which is `meeting.started`).
 fn canonical(source: &str, first_in_call: bool) -> &'static str {
     match source {
         "bot.status_change" if first_in_call => "meeting.started",
