@@ -19,6 +19,9 @@
 //!
 //! The last line on stdout is one JSON object with the figures.
 
+#[path = "common/snapshot.rs"]
+mod snapshot;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,23 +158,8 @@ async fn subscribe(url: &str, bot: &str, permits: &Semaphore) -> Result<Ws, Stri
     ))
     .await
     .map_err(|e| format!("subscribe: {e}"))?;
-    let mut connected = false;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-            .await
-            .map_err(|_| "no snapshot in 60 s".to_owned())?;
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => return Err(format!("closed while subscribing: {other:?}")),
-        };
-        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        match v["type"].as_str() {
-            Some("connected") => connected = true,
-            Some("status_update") if connected && v["event_id"].is_null() => return Ok(ws),
-            _ => return Err(format!("unexpected while subscribing: {text}")),
-        }
-    }
+    snapshot::until_snapshot(&mut ws, Duration::from_secs(60)).await?;
+    Ok(ws)
 }
 
 /// `count` subscribed clients, `bot_of(i)` the bot of client i.

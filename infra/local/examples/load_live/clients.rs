@@ -68,25 +68,7 @@ pub(crate) async fn client(
     ))
     .await
     .map_err(|e| format!("subscribe: {e}"))?;
-    let mut seen_connected = false;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, stream.next())
-            .await
-            .map_err(|_| "no snapshot in 120 s".to_owned())?;
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => return Err(format!("closed while subscribing: {other:?}")),
-        };
-        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        match v["type"].as_str() {
-            Some("connected") => seen_connected = true,
-            Some("status_update") if seen_connected && v["event_id"].is_null() => break,
-            _ => return Err(format!("unexpected while subscribing: {text}")),
-        }
-    }
+    super::snapshot::until_snapshot(&mut stream, Duration::from_secs(120)).await?;
     drop(permit);
     ready.fetch_add(1, Ordering::SeqCst);
     loop {

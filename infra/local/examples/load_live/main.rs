@@ -35,6 +35,8 @@ use serde_json::{Value, json};
 
 mod clients;
 mod measure;
+#[path = "../common/snapshot.rs"]
+mod snapshot;
 
 use clients::*;
 use measure::*;
