@@ -491,6 +491,94 @@ async fn an_expired_token_gets_token_expired_and_a_close_not_events(mode: Mode) 
     assert_eq!(rest[1]["type"], "__closed", "{rest:?}");
 }
 
+/// `GET /api/meeting-bot/sessions`: every bot's session, open or final, newest change first,
+/// for a token that names every bot; refused to a token for some bots only.
+async fn the_sessions_route_lists_every_bot_newest_first(mode: Mode) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = start(mode, dir.path(), &[]);
+    let (a, b, c) = (
+        unique_bot("sessions-a"),
+        unique_bot("sessions-b"),
+        unique_bot("sessions-c"),
+    );
+    post_status(&relay, &a, 1).await;
+    post_status(&relay, &b, 1).await;
+    let complete = json!({"event": "complete", "data": {"bot_id": c}});
+    let (status, _, text) =
+        post_webhook(&http(), &relay, &json_key_headers(), complete.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+
+    let get = |token: String, query: &'static str| {
+        let url = relay.url(&format!("/api/meeting-bot/sessions{query}"));
+        async move {
+            let resp = http()
+                .get(url)
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("a JSON body");
+            (status, body)
+        }
+    };
+    let ours = |body: &Value| -> Vec<(String, String)> {
+        body["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .filter(|s| [&a, &b, &c].iter().any(|bot| s["bot_id"] == bot.as_str()))
+            .map(|s| {
+                (
+                    s["bot_id"].as_str().unwrap_or_default().to_owned(),
+                    s["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let want = vec![
+        (c.clone(), "completed".to_owned()),
+        (b.clone(), "recording".to_owned()),
+        (a.clone(), "recording".to_owned()),
+    ];
+    let deadline = std::time::Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = get(token(&["*"], 600), "").await;
+        assert_eq!(status, 200, "{body}");
+        // The DynamoDB index is eventually consistent.
+        if ours(&body) == want || std::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        ours(&body),
+        want,
+        "open and final, newest change first: {body}"
+    );
+    let first = &body["sessions"][0];
+    assert_eq!(
+        first["type"], "status_update",
+        "each one the status route's snapshot"
+    );
+    assert!(first["session"]["last_updated"].is_string(), "{first}");
+
+    let (status, body) = get(token(&["*"], 600), "?limit=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["sessions"].as_array().expect("sessions").len() <= 2,
+        "{body}"
+    );
+    let (status, body) = get(token(&["*"], 600), "?limit=0").await;
+    assert_eq!((status, body["error"].is_string()), (400, true), "{body}");
+    let (status, body) = get(token(&[&a, &b, &c], 600), "").await;
+    assert_eq!(
+        (status, body["error"].is_string()),
+        (403, true),
+        "a token for some bots only may not list all: {body}"
+    );
+}
+
 macro_rules! both_stores {
     ($($case:ident),*) => {
         mod sqlite {
@@ -509,6 +597,7 @@ macro_rules! both_stores {
 }
 
 both_stores!(
+    the_sessions_route_lists_every_bot_newest_first,
     clients_get_exactly_their_bots_events,
     reconnect_with_since_gets_exactly_the_missed_events,
     tokens_are_enforced,

@@ -90,6 +90,9 @@ impl EventStore for DownStore {
     ) -> Result<Vec<OpenSession>, StoreError> {
         down()
     }
+    async fn recent_sessions(&self, _: u32) -> Result<Vec<Session>, StoreError> {
+        down()
+    }
 }
 
 /// Posts succeed, except to the connections named gone or failing.

@@ -30,18 +30,50 @@ const TABLE_ACTIVE_WAIT: Duration = Duration::from_secs(120);
 pub struct TableSpec {
     /// A NEW_IMAGE stream (the events table's, which feeds the fan-out).
     pub new_image_stream: bool,
-    /// The sparse open-session index (the events table's, which reconciliation reads).
+    /// The session indexes [`OPEN`] and [`RECENT`] (the events table's, which reconciliation
+    /// and the sessions route read).
     pub open_index: bool,
 }
 
-/// The sparse global secondary index of open sessions: only session items that are not final
-/// carry its keys. One partition (`OPEN`), sorted by the store port's `index_key`; projected
-/// with the session's `status` and `expires_at`, so a pass reads ~120 bytes per open session.
-pub const OPEN_INDEX: &str = "open-sessions";
-/// Its partition key attribute (always [`OPEN_PARTITION`]) and sort key attribute.
-pub const OPEN_PK: &str = "open_pk";
-pub const OPEN_SK: &str = "open_sk";
-pub const OPEN_PARTITION: &str = "OPEN";
+/// A global secondary index over session items: one partition, sorted by the store port's
+/// `index_key` (the last change, then the bot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionIndex {
+    pub name: &'static str,
+    /// Its partition key attribute (always `partition`) and sort key attribute.
+    pub pk: &'static str,
+    pub sk: &'static str,
+    pub partition: &'static str,
+    /// Non-key attributes projected into it.
+    pub projected: &'static [&'static str],
+}
+
+/// The sparse index of open sessions: only session items that are not final carry its keys;
+/// projected with the session's `status` and `expires_at`, so a reconciliation pass reads ~120
+/// bytes per open session.
+pub const OPEN: SessionIndex = SessionIndex {
+    name: "open-sessions",
+    pk: "open_pk",
+    sk: "open_sk",
+    partition: "OPEN",
+    projected: &["status", TTL_ATTRIBUTE],
+};
+
+/// Every session but the account-level bot's, newest change last: the sessions route reads
+/// its end. Projected with the whole session document (a few hundred bytes), so a page is one
+/// Query of the index and no read of the table.
+pub const RECENT: SessionIndex = SessionIndex {
+    name: "recent-sessions",
+    pk: "recent_pk",
+    sk: "recent_sk",
+    partition: "RECENT",
+    projected: &["status", "seq", "doc", TTL_ATTRIBUTE],
+};
+
+pub const OPEN_INDEX: &str = OPEN.name;
+pub const OPEN_PK: &str = OPEN.pk;
+pub const OPEN_SK: &str = OPEN.sk;
+pub const OPEN_PARTITION: &str = OPEN.partition;
 
 /// Creates `table` when it is missing, waits until it is ACTIVE, checks its keys and makes
 /// sure its stream (when asked for) and TTL are on.
@@ -54,8 +86,13 @@ pub async fn ensure_table(client: &Client, table: &str, spec: TableSpec) -> Resu
         desc = wait_active(client, table).await?;
     }
     check_keys(table, &desc)?;
-    if spec.open_index && !has_open_index(&desc) {
-        add_open_index(client, table).await?;
+    if spec.open_index {
+        // One index per UpdateTable, as DynamoDB (and CloudFormation) add them.
+        for index in [OPEN, RECENT] {
+            if !has_index(&desc, index) {
+                add_index(client, table, index).await?;
+            }
+        }
     }
     if spec.new_image_stream {
         match desc.stream_specification().filter(|s| s.stream_enabled()) {
@@ -124,10 +161,12 @@ async fn create(
         request = request.stream_specification(new_image_stream()?);
     }
     if spec.open_index {
-        for def in open_index_attributes()? {
-            request = request.attribute_definitions(def);
+        for index in [OPEN, RECENT] {
+            for def in index_attributes(index)? {
+                request = request.attribute_definitions(def);
+            }
+            request = request.global_secondary_indexes(global_index(index)?);
         }
-        request = request.global_secondary_indexes(open_index()?);
     }
     match request.send().await {
         Ok(_) => {}
@@ -139,63 +178,61 @@ async fn create(
     wait_active(client, table).await
 }
 
-fn has_open_index(desc: &TableDescription) -> bool {
+fn has_index(desc: &TableDescription, index: SessionIndex) -> bool {
     desc.global_secondary_indexes()
         .iter()
-        .any(|i| i.index_name() == Some(OPEN_INDEX))
+        .any(|i| i.index_name() == Some(index.name))
 }
 
-fn open_index_attributes() -> Result<Vec<AttributeDefinition>, StoreError> {
-    [OPEN_PK, OPEN_SK]
+fn index_attributes(index: SessionIndex) -> Result<Vec<AttributeDefinition>, StoreError> {
+    [index.pk, index.sk]
         .into_iter()
         .map(|name| {
             AttributeDefinition::builder()
                 .attribute_name(name)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| build_error("open index", &e))
+                .map_err(|e| build_error(index.name, &e))
         })
         .collect()
 }
 
-fn open_index() -> Result<GlobalSecondaryIndex, StoreError> {
+fn global_index(index: SessionIndex) -> Result<GlobalSecondaryIndex, StoreError> {
     let key = |name, key_type| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(key_type)
             .build()
-            .map_err(|e| build_error("open index", &e))
+            .map_err(|e| build_error(index.name, &e))
     };
+    let mut projection = Projection::builder().projection_type(ProjectionType::Include);
+    for attribute in index.projected {
+        projection = projection.non_key_attributes(*attribute);
+    }
     GlobalSecondaryIndex::builder()
-        .index_name(OPEN_INDEX)
-        .key_schema(key(OPEN_PK, KeyType::Hash)?)
-        .key_schema(key(OPEN_SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .non_key_attributes("status")
-                .non_key_attributes(TTL_ATTRIBUTE)
-                .build(),
-        )
+        .index_name(index.name)
+        .key_schema(key(index.pk, KeyType::Hash)?)
+        .key_schema(key(index.sk, KeyType::Range)?)
+        .projection(projection.build())
         .build()
-        .map_err(|e| build_error("open index", &e))
+        .map_err(|e| build_error(index.name, &e))
 }
 
-/// A table from before the index gets it (sessions written since carry its keys; older ones
+/// A table from before an index gets it (sessions written since carry its keys; older ones
 /// join it on their next event), and the call waits until the index is ACTIVE.
-async fn add_open_index(client: &Client, table: &str) -> Result<(), StoreError> {
-    let op = "UpdateTable (open index)";
-    let index = open_index()?;
+async fn add_index(client: &Client, table: &str, index: SessionIndex) -> Result<(), StoreError> {
+    let op = format!("UpdateTable ({})", index.name);
+    let gsi = global_index(index)?;
     let create = CreateGlobalSecondaryIndexAction::builder()
-        .index_name(OPEN_INDEX)
-        .set_key_schema(Some(index.key_schema().to_vec()))
-        .set_projection(index.projection().cloned())
+        .index_name(index.name)
+        .set_key_schema(Some(gsi.key_schema().to_vec()))
+        .set_projection(gsi.projection().cloned())
         .build()
-        .map_err(|e| build_error(op, &e))?;
+        .map_err(|e| build_error(&op, &e))?;
     let sent = client
         .update_table()
         .table_name(table)
-        .set_attribute_definitions(Some(open_index_attributes()?))
+        .set_attribute_definitions(Some(index_attributes(index)?))
         .global_secondary_index_updates(
             GlobalSecondaryIndexUpdate::builder().create(create).build(),
         )
@@ -204,22 +241,23 @@ async fn add_open_index(client: &Client, table: &str) -> Result<(), StoreError> 
     if let Err(e) = sent {
         // Another process may have added it meanwhile.
         let desc = describe(client, table).await?;
-        if !desc.as_ref().is_some_and(has_open_index) {
-            return Err(unavailable(table, op, &e));
+        if !desc.as_ref().is_some_and(|d| has_index(d, index)) {
+            return Err(unavailable(table, &op, &e));
         }
     }
     let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_WAIT;
     loop {
         let desc = wait_active(client, table).await?;
         let active = desc.global_secondary_indexes().iter().any(|i| {
-            i.index_name() == Some(OPEN_INDEX) && i.index_status() == Some(&IndexStatus::Active)
+            i.index_name() == Some(index.name) && i.index_status() == Some(&IndexStatus::Active)
         });
         if active {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(StoreError::Unavailable(format!(
-                "dynamodb index {OPEN_INDEX} of {table} did not become ACTIVE within {}s",
+                "dynamodb index {} of {table} did not become ACTIVE within {}s",
+                index.name,
                 TABLE_ACTIVE_WAIT.as_secs()
             )));
         }

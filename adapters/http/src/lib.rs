@@ -119,6 +119,10 @@ pub fn api_router(api: Arc<ApiHandler>, cors_origins: &[String]) -> Router {
             post(configure_webhook).options(no_content),
         )
         .route(
+            "/api/meeting-bot/sessions",
+            get(sessions).options(no_content),
+        )
+        .route(
             "/api/meeting-bot/{bot}/stop",
             post(stop).options(no_content),
         )
@@ -340,6 +344,28 @@ async fn events(
                 .map_err(|_| ApiError::BadRequest("the query string could not be parsed".into()))?;
             let page = PageQuery::parse(q.since.as_deref(), q.limit.as_deref())?;
             api.events(&claims, &bot, page).await
+        }
+        .await,
+    )
+}
+
+/// The sessions route's query, values percent-decoded.
+#[derive(Debug, Default, Deserialize)]
+struct SessionsQuery {
+    limit: Option<String>,
+}
+
+async fn sessions(
+    State(api): State<Arc<ApiHandler>>,
+    query: Result<Query<SessionsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    Answer(
+        async {
+            let claims = bearer(&api, &headers)?;
+            let Query(q) = query
+                .map_err(|_| ApiError::BadRequest("the query string could not be parsed".into()))?;
+            api.sessions(&claims, q.limit.as_deref()).await
         }
         .await,
     )

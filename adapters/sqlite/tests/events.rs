@@ -62,6 +62,10 @@ impl EventStore for TempStore {
     ) -> Result<Vec<OpenSession>, StoreError> {
         self.store.open_sessions(idle_before, cursor, limit).await
     }
+
+    async fn recent_sessions(&self, limit: u32) -> Result<Vec<Session>, StoreError> {
+        self.store.recent_sessions(limit).await
+    }
 }
 
 fn temp_path() -> (TempDir, PathBuf) {

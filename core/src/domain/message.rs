@@ -35,6 +35,11 @@ pub fn error(code: &str, message: &str) -> String {
 
 /// The snapshot sent after a subscribe; `None`: the bot has no session yet.
 pub fn snapshot(bot_id: &str, session: Option<&Session>) -> String {
+    snapshot_value(bot_id, session).to_string()
+}
+
+/// [`snapshot`] as a JSON value, for answers that hold several.
+pub fn snapshot_value(bot_id: &str, session: Option<&Session>) -> Value {
     match session {
         Some(s) => json!({
             "type": "status_update",
@@ -64,7 +69,6 @@ pub fn snapshot(bot_id: &str, session: Option<&Session>) -> String {
             "seq": 0,
         }),
     }
-    .to_string()
 }
 
 /// Where a completion payload keeps its transcript inline: v1 `data.transcript`, or a

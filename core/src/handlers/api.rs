@@ -90,6 +90,9 @@ impl ApiError {
 
 /// The default page size of the events route.
 pub const DEFAULT_LIMIT: u32 = 100;
+/// The sessions route's default and largest page.
+pub const SESSIONS_DEFAULT_LIMIT: u32 = 50;
+pub const SESSIONS_MAX_LIMIT: u32 = 200;
 
 impl ApiHandler {
     pub fn new(tokens: TokenKeys, events: Arc<dyn EventStore>, control: Control) -> Self {
@@ -309,6 +312,31 @@ impl ApiHandler {
             bot.as_str(),
             Some(&session),
         ))
+    }
+
+    /// `GET /api/meeting-bot/sessions?limit=N`: the sessions changed most recently, open or
+    /// final, newest first, each as the status route's snapshot. It names bots the caller did
+    /// not ask for, so it takes a token for every bot (`"bots": ["*"]`), of either scope.
+    pub async fn sessions(&self, claims: &Claims, limit: Option<&str>) -> Result<String, ApiError> {
+        if !claims.scope.allows(Scope::Read) || !claims.allows_all_bots() {
+            return Err(ApiError::Forbidden);
+        }
+        let limit = match limit {
+            None => SESSIONS_DEFAULT_LIMIT,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|l| (1..=SESSIONS_MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("limit must be from 1 to {SESSIONS_MAX_LIMIT}"))
+                })?,
+        };
+        let sessions = self.events.recent_sessions(limit).await?;
+        let snapshots: Vec<serde_json::Value> = sessions
+            .iter()
+            .map(|s| crate::domain::message::snapshot_value(s.bot_id.as_str(), Some(s)))
+            .collect();
+        to_text(&json!({ "sessions": snapshots }))
     }
 
     /// `GET /api/meeting-bot/{bot_id}/events?since=N&limit=M`: one page, in `seq` order.

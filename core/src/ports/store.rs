@@ -159,6 +159,13 @@ pub trait EventStore: Send + Sync + 'static {
         cursor: Option<&OpenSession>,
         limit: u32,
     ) -> Result<Vec<OpenSession>, StoreError>;
+
+    /// The sessions changed most recently, open or final (never the account-level bot), newest
+    /// first, at most `limit` (1..=[`MAX_PAGE`]): what an operator watching the relay wants to
+    /// see first. Read from an index, never a scan of the events; on DynamoDB the index is
+    /// eventually consistent, so a session may show a moment-old state (the live messages and
+    /// `session` give the current one).
+    async fn recent_sessions(&self, limit: u32) -> Result<Vec<Session>, StoreError>;
 }
 
 /// Largest page the stores return, whatever is asked.

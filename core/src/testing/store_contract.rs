@@ -545,6 +545,103 @@ pub async fn open_sessions_are_indexed_oldest_first(store: Arc<dyn EventStore>) 
     assert_eq!(seen[0].last_updated, hours(3));
 }
 
+/// The recent-session index: every session, open or final, newest change first, the limit
+/// held, never the account-level bot.
+pub async fn recent_sessions_are_newest_first(store: Arc<dyn EventStore>) {
+    let now = Utc::now();
+    let later = |m: i64| now + chrono::Duration::minutes(m);
+    let at = |mut e: NewEvent, when| {
+        e.received_at = when;
+        e
+    };
+    let (starting, recording, done) = (
+        fresh_bot("recent-starting"),
+        fresh_bot("recent-recording"),
+        fresh_bot("recent-done"),
+    );
+    store
+        .ensure_session(&starting, later(1))
+        .await
+        .expect("ensure session");
+    store
+        .append(at(
+            status_event(&recording, "r", "in_call_recording"),
+            later(2),
+        ))
+        .await
+        .expect("append");
+    store
+        .append(at(status_event(&done, "j", "joining_call"), later(1)))
+        .await
+        .expect("append");
+    let complete = format!(r#"{{"event":"complete","data":{{"bot_id":"{done}"}}}}"#);
+    store
+        .append(at(
+            new_event(&done, "c", EventKind::MeetingCompleted, None, complete),
+            later(3),
+        ))
+        .await
+        .expect("append");
+    let calendar = BotId::parse(crate::domain::payload::CALENDAR_BOT).expect("valid");
+    store
+        .append(at(
+            new_event(
+                &calendar,
+                &format!("cal-{}", fresh_bot("k")),
+                EventKind::Unknown,
+                None,
+                "{}".into(),
+            ),
+            later(4),
+        ))
+        .await
+        .expect("append");
+
+    // Other cases' bots (and earlier runs') may be there too: keep ours, in the order given.
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        listed = store
+            .recent_sessions(crate::ports::store::MAX_PAGE)
+            .await
+            .expect("recent sessions");
+        let found = listed
+            .iter()
+            .filter(|s| [&starting, &recording, &done].contains(&&s.bot_id))
+            .count();
+        // The DynamoDB index is eventually consistent.
+        if found == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0].last_updated >= w[1].last_updated),
+        "newest change first"
+    );
+    assert!(
+        listed.iter().all(|s| !s.bot_id.is_account_level()),
+        "never the account-level bot"
+    );
+    let ours: Vec<(&str, Status)> = listed
+        .iter()
+        .filter(|s| [&starting, &recording, &done].contains(&&s.bot_id))
+        .map(|s| (s.bot_id.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        ours,
+        vec![
+            (done.as_str(), Status::Completed),
+            (recording.as_str(), Status::Recording),
+            (starting.as_str(), Status::Starting),
+        ],
+        "open and final sessions, newest change first"
+    );
+    let two = store.recent_sessions(2).await.expect("recent sessions");
+    assert!(two.len() <= 2, "the limit holds");
+}
+
 #[macro_export]
 macro_rules! event_store_contract {
     ($make:expr) => {
@@ -560,7 +657,8 @@ macro_rules! event_store_contract {
             ensure_session_creates_once_and_never_disturbs,
             every_field_round_trips,
             an_outcome_by_a_second_path_is_a_repeat,
-            open_sessions_are_indexed_oldest_first
+            open_sessions_are_indexed_oldest_first,
+            recent_sessions_are_newest_first
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -192,6 +192,11 @@ pub(crate) struct SessionDoc {
     pub open_pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_sk: Option<String>,
+    /// The recent-session index's keys: on every session but the account-level bot's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_sk: Option<String>,
 }
 
 /// One chunk of a compressed body.

@@ -25,13 +25,13 @@ use relay_core::domain::bot_id::BotId;
 use relay_core::domain::event::{EventId, EventKind, NewEvent, StoredEvent};
 use relay_core::domain::session::{Session, Status};
 use relay_core::ports::store::{
-    Appended, EventPage, EventStore, MAX_PAGE, OpenSession, Retention, StoreError,
+    Appended, EventPage, EventStore, MAX_PAGE, OpenSession, Retention, StoreError, index_key,
 };
 
 use crate::attr::{Item, corrupt, from_item, get_n, get_s, is_expired, live, n, s, to_item};
 use crate::error::{backoff, build_error, unavailable, unavailable_service};
 use crate::table::{
-    OPEN_INDEX, OPEN_PARTITION, OPEN_PK, OPEN_SK, TTL_ATTRIBUTE, TableSpec, ensure_table,
+    OPEN_INDEX, OPEN_PARTITION, OPEN_PK, OPEN_SK, RECENT, TTL_ATTRIBUTE, TableSpec, ensure_table,
 };
 
 mod body;
@@ -316,6 +316,37 @@ impl EventStore for DynamoStore {
         Ok(open)
     }
 
+    /// One Query of the recent-session index, newest first (eventually consistent; the
+    /// session documents are projected into it).
+    async fn recent_sessions(&self, limit: u32) -> Result<Vec<Session>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(RECENT.name)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", RECENT.pk)
+            .expression_attribute_values(":p", s(RECENT.partition))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| unavailable(&self.table, "Query (recent sessions)", &e))?;
+        let now = Utc::now().timestamp();
+        let mut sessions = Vec::with_capacity(out.items().len());
+        for item in out.items() {
+            if is_expired(item, now)? {
+                continue;
+            }
+            let doc = get_s(item, "doc")?;
+            let session: Session = serde_json::from_str(doc)
+                .map_err(|e| corrupt(item, &format!("session doc: {e}")))?;
+            sessions.push(session);
+        }
+        Ok(sessions)
+    }
+
     async fn events_after(
         &self,
         bot: &BotId,
@@ -505,9 +536,12 @@ impl DynamoStore {
         let doc = serde_json::to_string(session)
             .map_err(|e| StoreError::Corrupt(format!("session does not serialise: {e}")))?;
         let open = OpenSession::of(session);
+        let recent = !session.bot_id.is_account_level();
         let item = to_item(&SessionDoc {
             open_pk: open.as_ref().map(|_| OPEN_PARTITION.to_owned()),
             open_sk: open.as_ref().map(OpenSession::index_key),
+            recent_pk: recent.then(|| RECENT.partition.to_owned()),
+            recent_sk: recent.then(|| index_key(session.last_updated, &session.bot_id)),
             pk: pk.to_owned(),
             sk: SESSION_SK.to_owned(),
             kind: KIND_SESSION.to_owned(),

@@ -235,6 +235,41 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    /// By `expires_at` (its index): a session's expiry is its last change plus the retention,
+    /// so newest expiry is newest change; the page is then ordered by the exact instant.
+    async fn recent_sessions(&self, limit: u32) -> Result<Vec<Session>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let now = Utc::now().timestamp();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT bot_id, doc FROM sessions WHERE expires_at > ?1 AND bot_id != ?2 \
+                 ORDER BY expires_at DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                (now, relay_core::domain::payload::CALENDAR_BOT, limit),
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )?;
+            let mut sessions = Vec::new();
+            for row in rows {
+                let (bot, doc) = row?;
+                let session: Session = serde_json::from_str(&doc).map_err(|e| {
+                    Fault::Corrupt(format!("session of bot {bot} does not decode: {e}"))
+                })?;
+                if session.bot_id.as_str() != bot {
+                    return Err(corrupt("session bot id", &bot));
+                }
+                sessions.push(session);
+            }
+            sessions.sort_by(|a, b| {
+                b.last_updated
+                    .cmp(&a.last_updated)
+                    .then_with(|| a.bot_id.as_str().cmp(b.bot_id.as_str()))
+            });
+            Ok(sessions)
+        })
+        .await
+    }
+
     async fn ensure_session(&self, bot: &BotId, now: DateTime<Utc>) -> Result<Session, StoreError> {
         let bot = bot.clone();
         self.submit(|reply| Command::EnsureSession { bot, now, reply })
