@@ -172,6 +172,17 @@ async fn webhook_outcomes_events_stored_and_intake_latency_move_by_the_traffic()
     assert_eq!(count("too_large"), too_large as f64);
     assert_eq!(count("unsupported_media_type"), unsupported as f64);
     assert_eq!(count("unavailable"), 0.0);
+    // The relay is seconds old: its last hour is everything since it started.
+    let last_hour = |outcome: &str| {
+        after.get(&format!(
+            "relay_webhooks_last_hour{{outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(last_hour("accepted"), accepted as f64);
+    assert_eq!(last_hour("unauthorized"), unauthorized as f64);
+    assert_eq!(last_hour("bad_request"), bad as f64);
+    assert_eq!(last_hour("too_large"), too_large as f64);
+    assert_eq!(last_hour("unsupported_media_type"), unsupported as f64);
     assert_eq!(
         delta(
             &before,
