@@ -37,6 +37,9 @@ const WEB_FILES = {
   'index.html': 'index.html',
   'app.js': 'app.js',
   'style.css': 'style.css',
+  'ops.html': 'ops.html',
+  'ops.js': 'ops.js',
+  'ops.css': 'ops.css',
   'relay-client.js': 'client/relay-client.js',
   'relay-client.d.ts': 'client/relay-client.d.ts',
 };

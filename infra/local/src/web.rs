@@ -1,4 +1,4 @@
-//! The demo page and the browser client module, embedded in the binary so that `relay serve`
+//! The demo page, the operations view (`/ops`) and the browser client module, embedded in the binary so that `relay serve`
 //! serves them with no extra step; plus the development-mode helpers the page uses when no
 //! MeetingBaaS is involved (a client token and a test event), only when `relay serve` runs on
 //! its own development secrets.
@@ -41,6 +41,30 @@ const FILES: &[(&str, &str, &str, &str)] = &[
         "/style.css",
         "style.css",
         include_str!("../../../web/style.css"),
+        "text/css; charset=utf-8",
+    ),
+    (
+        "/ops",
+        "ops.html",
+        include_str!("../../../web/ops.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/ops.html",
+        "ops.html",
+        include_str!("../../../web/ops.html"),
+        "text/html; charset=utf-8",
+    ),
+    (
+        "/ops.js",
+        "ops.js",
+        include_str!("../../../web/ops.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
+        "/ops.css",
+        "ops.css",
+        include_str!("../../../web/ops.css"),
         "text/css; charset=utf-8",
     ),
     (
