@@ -372,6 +372,23 @@ function drawChart(svg, lines, { from, to }) {
   svg.replaceChildren(...children);
 }
 
+/** One reason of the refused list: its status code (when known), what it means, the count. */
+function refusalItem(outcome, n, status, meaning) {
+  const li = document.createElement('li');
+  li.dataset.outcome = outcome;
+  li.dataset.count = String(n);
+  const code = document.createElement('code');
+  code.textContent = status ?? '';
+  const reason = document.createElement('span');
+  reason.className = 'reason';
+  reason.textContent = meaning ? `${outcome.replaceAll('_', ' ')}: ${meaning}` : outcome;
+  const count = document.createElement('span');
+  count.className = 'count';
+  count.textContent = String(n);
+  li.append(code, reason, count);
+  return li;
+}
+
 function renderRefused(lastHour) {
   const list = $('refused');
   let refused = 0;
@@ -379,36 +396,13 @@ function renderRefused(lastHour) {
   for (const [outcome, status, meaning] of REFUSALS) {
     const n = lastHour.get(outcome) ?? 0;
     refused += n;
-    if (n === 0) continue;
-    const li = document.createElement('li');
-    li.dataset.outcome = outcome;
-    li.dataset.count = String(n);
-    const code = document.createElement('code');
-    code.textContent = status;
-    const reason = document.createElement('span');
-    reason.className = 'reason';
-    reason.textContent = `${outcome.replaceAll('_', ' ')}: ${meaning}`;
-    const count = document.createElement('span');
-    count.className = 'count';
-    count.textContent = String(n);
-    li.append(code, reason, count);
-    items.push(li);
+    if (n > 0) items.push(refusalItem(outcome, n, status, meaning));
   }
   // Outcomes this page does not know yet still count.
   for (const [outcome, n] of lastHour) {
     if (STORED.has(outcome) || REFUSALS.some(([o]) => o === outcome) || n === 0) continue;
     refused += n;
-    const li = document.createElement('li');
-    li.dataset.outcome = outcome;
-    li.dataset.count = String(n);
-    const reason = document.createElement('span');
-    reason.className = 'reason';
-    reason.textContent = outcome;
-    const count = document.createElement('span');
-    count.className = 'count';
-    count.textContent = String(n);
-    li.append(reason, count);
-    items.push(li);
+    items.push(refusalItem(outcome, n, null, null));
   }
   list.replaceChildren(...items);
   const total = $('refused-total');
