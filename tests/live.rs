@@ -286,10 +286,7 @@ async fn a_vanished_client_is_pruned_on_the_next_fan_out(mode: Mode) {
     let bot_id = relay_core::BotId::parse(&bot).expect("bot");
     let ghost = relay_core::testing::connection_contract::fresh_connection(&[&bot_id]);
     store.put(&ghost).await.expect("put");
-    store
-        .subscribe(&ghost.id, &bot_id)
-        .await
-        .expect("subscribe");
+    store.subscribe(&ghost, &bot_id).await.expect("subscribe");
     assert_eq!(store.subscribers(&bot_id).await.expect("subs").len(), 2);
 
     post_status(&relay, &bot, 0).await;

@@ -328,7 +328,7 @@ async fn the_lambdas_emf_lines_carry_exactly_the_traffic() {
     let watchers: Vec<_> = (0..3).map(|_| fresh_connection(&[&bot])).collect();
     for c in &watchers {
         connections.put(c).await.expect("put");
-        connections.subscribe(&c.id, &bot).await.expect("subscribe");
+        connections.subscribe(c, &bot).await.expect("subscribe");
     }
     let pusher = Arc::new(Posts {
         gone: watchers[1].id.clone(),

@@ -295,29 +295,15 @@ impl ConnectionStore for DynamoConnections {
             .await
     }
 
-    /// Reads the connection's expiry (strongly consistent), then writes the subscription and
-    /// its mirror in one transaction that also checks the record still exists. A connection
-    /// that is not stored (already removed, or expired) gets no subscription and this returns
+    /// Writes the subscription and its mirror, with the expiries of the record the caller read,
+    /// in one transaction that also checks the record is still stored and unexpired (no second
+    /// read: 1 RRU less per subscribe). A connection that is not stored (already removed, or
+    /// expired) gets no subscription and this returns
     /// `Ok`: there is no one to deliver to, the port has no "not found" error, and writing
     /// anyway would leave a subscription that fan-out keeps hitting until its TTL.
-    async fn subscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(id)))
-            .consistent_read(true)
-            .projection_expression("expires_at, token_exp")
-            .send()
-            .await
-            .map_err(|e| unavailable(&self.table, "GetItem (subscribe)", &e))?;
-        let (expires_at, token_exp): (i64, i64) = match out.item {
-            Some(item) => (get_n(&item, TTL_ATTRIBUTE)?, get_n(&item, "token_exp")?),
-            None => {
-                skipped(id, bot, "not stored");
-                return Ok(());
-            }
-        };
+    async fn subscribe(&self, connection: &Connection, bot: &BotId) -> Result<(), StoreError> {
+        let id = &connection.id;
+        let (expires_at, token_exp) = (connection.expires_at, connection.token_exp);
         if expires_at <= now() {
             skipped(id, bot, "expired");
             return Ok(());
@@ -326,7 +312,9 @@ impl ConnectionStore for DynamoConnections {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(meta_key(id)))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND #exp > :now")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now()))
             .build()
             .map_err(|e| build_error(op, &e))?;
         let mut items = vec![TransactWriteItem::builder().condition_check(check).build()];

@@ -218,10 +218,10 @@ async fn subscribers_are_queried_page_by_page_never_scanned() {
     for i in 0..25 {
         let c = fresh_connection(&[&bot, &other]);
         store.put(&c).await.unwrap();
-        store.subscribe(&c.id, &bot).await.unwrap();
+        store.subscribe(&c, &bot).await.unwrap();
         if i % 5 == 0 {
             // Noise in the table: another bot's subscriptions must not be read.
-            store.subscribe(&c.id, &other).await.unwrap();
+            store.subscribe(&c, &other).await.unwrap();
         }
         ids.push(c.id);
     }
@@ -245,7 +245,7 @@ async fn items_follow_the_documented_layout() {
     let bot = fresh_bot("layout");
     let c = fresh_connection(&[&bot]);
     store.put(&c).await.unwrap();
-    store.subscribe(&c.id, &bot).await.unwrap();
+    store.subscribe(&c, &bot).await.unwrap();
 
     let conn_pk = format!("CONN#{}", c.id);
     let bot_pk = format!("BOT#{bot}");
@@ -287,7 +287,7 @@ async fn items_follow_the_documented_layout() {
     store.unsubscribe(&c.id, &bot).await.unwrap();
     assert!(raw_partition(&client, table, &bot_pk).await.is_empty());
     assert_eq!(raw_partition(&client, table, &conn_pk).await.len(), 1);
-    store.subscribe(&c.id, &bot).await.unwrap();
+    store.subscribe(&c, &bot).await.unwrap();
     store.remove(&c.id).await.unwrap();
     assert!(raw_partition(&client, table, &bot_pk).await.is_empty());
     assert!(raw_partition(&client, table, &conn_pk).await.is_empty());
@@ -301,7 +301,7 @@ async fn removing_many_subscriptions_takes_several_batches() {
     let c = fresh_connection(&bots.iter().collect::<Vec<_>>());
     store.put(&c).await.unwrap();
     for bot in &bots {
-        store.subscribe(&c.id, bot).await.unwrap();
+        store.subscribe(&c, bot).await.unwrap();
     }
     // 60 items to delete: three BatchWriteItem calls of at most 25.
     store.remove(&c.id).await.unwrap();
@@ -319,7 +319,7 @@ async fn expired_items_are_ignored_until_ttl_deletes_them() {
     let bot = fresh_bot("expired");
     let live = fresh_connection(&[&bot]);
     store.put(&live).await.unwrap();
-    store.subscribe(&live.id, &bot).await.unwrap();
+    store.subscribe(&live, &bot).await.unwrap();
 
     // What DynamoDB's TTL has not yet deleted: a subscription and a record past their expiry.
     let mut stale = fresh_connection(&[&bot]);
@@ -342,9 +342,9 @@ async fn expired_items_are_ignored_until_ttl_deletes_them() {
     assert_eq!(store.get(&stale.id).await.unwrap(), None);
     // Subscribing an expired or unknown connection writes nothing.
     let other = fresh_bot("expired");
-    store.subscribe(&stale.id, &other).await.unwrap();
+    store.subscribe(&stale, &other).await.unwrap();
     let unknown: Connection = fresh_connection(&[&other]);
-    store.subscribe(&unknown.id, &other).await.unwrap();
+    store.subscribe(&unknown, &other).await.unwrap();
     assert!(
         raw_partition(&client, table, &format!("BOT#{other}"))
             .await
@@ -469,7 +469,7 @@ async fn a_subscribe_racing_a_remove_leaves_nothing_behind() {
     let store = DynamoConnections::new(Client::from_conf(config), table);
     store.put(&c).await.unwrap();
     // The record is read, then removed, then the transaction's condition on it fails.
-    store.subscribe(&c.id, &bot).await.unwrap();
+    store.subscribe(&c, &bot).await.unwrap();
 
     let raw = client();
     assert!(

@@ -169,8 +169,8 @@ impl ConnectionStore for SqliteConnections {
     /// is never a subscription without its connection. Subscribing a connection that is not
     /// stored (already removed, or expired) writes nothing: there is no one to deliver to,
     /// and the port has no "not found" error to report it with.
-    async fn subscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
-        let (id, bot, now) = (id.clone(), bot.clone(), now());
+    async fn subscribe(&self, connection: &Connection, bot: &BotId) -> Result<(), StoreError> {
+        let (id, bot, now) = (connection.id.clone(), bot.clone(), now());
         self.write(move |db| {
             db.prepare_cached(
                 "INSERT INTO subscriptions (bot_id, connection_id, expires_at, token_exp) \

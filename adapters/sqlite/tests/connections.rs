@@ -35,8 +35,8 @@ impl ConnectionStore for TempStore {
         self.store.remove(id).await
     }
 
-    async fn subscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
-        self.store.subscribe(id, bot).await
+    async fn subscribe(&self, connection: &Connection, bot: &BotId) -> Result<(), StoreError> {
+        self.store.subscribe(connection, bot).await
     }
 
     async fn unsubscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError> {
@@ -83,9 +83,9 @@ async fn data_survives_drop_and_reopen() {
     for c in [&c1, &c2] {
         store.put(c).await.unwrap();
     }
-    store.subscribe(&c1.id, &a).await.unwrap();
-    store.subscribe(&c1.id, &b).await.unwrap();
-    store.subscribe(&c2.id, &a).await.unwrap();
+    store.subscribe(&c1, &a).await.unwrap();
+    store.subscribe(&c1, &b).await.unwrap();
+    store.subscribe(&c2, &a).await.unwrap();
     drop(store);
 
     let store = SqliteConnections::open(&path).unwrap();
@@ -119,9 +119,9 @@ async fn purge_expired_removes_only_expired_rows() {
     for c in [&old, &new] {
         store.put(c).await.unwrap();
     }
-    store.subscribe(&old.id, &a).await.unwrap();
-    store.subscribe(&old.id, &b).await.unwrap();
-    store.subscribe(&new.id, &a).await.unwrap();
+    store.subscribe(&old, &a).await.unwrap();
+    store.subscribe(&old, &b).await.unwrap();
+    store.subscribe(&new, &a).await.unwrap();
 
     // `expires_at` is the first second at which a row may go.
     assert_eq!(store.purge_expired(old.expires_at - 1).await.unwrap(), 0);
@@ -158,7 +158,7 @@ async fn purge_works_through_more_rows_than_one_step() {
         tasks.spawn(async move {
             let c = fresh_connection(&[&bot]);
             store.put(&c).await?;
-            store.subscribe(&c.id, &bot).await
+            store.subscribe(&c, &bot).await
         });
     }
     while let Some(r) = tasks.join_next().await {
@@ -177,7 +177,7 @@ async fn expired_records_are_ignored_before_the_purge() {
     let (live, stale) = (fresh_connection(&[&bot]), fresh_connection(&[&bot]));
     for c in [&live, &stale] {
         store.put(c).await.unwrap();
-        store.subscribe(&c.id, &bot).await.unwrap();
+        store.subscribe(c, &bot).await.unwrap();
     }
     // Age `stale` behind the store's back, as if its socket had vanished hours ago.
     let db = rusqlite::Connection::open(&path).unwrap();
@@ -196,9 +196,9 @@ async fn expired_records_are_ignored_before_the_purge() {
     );
     // Subscribing an expired (or unknown) connection writes nothing.
     let other = fresh_bot("expired");
-    store.subscribe(&stale.id, &other).await.unwrap();
+    store.subscribe(&stale, &other).await.unwrap();
     let unknown = fresh_connection(&[&other]);
-    store.subscribe(&unknown.id, &other).await.unwrap();
+    store.subscribe(&unknown, &other).await.unwrap();
     assert!(store.subscribers(&other).await.unwrap().is_empty());
     assert_eq!(
         store.purge_expired(Utc::now().timestamp()).await.unwrap(),
@@ -213,7 +213,7 @@ async fn undecodable_rows_are_reported_as_corrupt() {
     let bot = fresh_bot("bad");
     let c = fresh_connection(&[&bot]);
     store.put(&c).await.unwrap();
-    store.subscribe(&c.id, &bot).await.unwrap();
+    store.subscribe(&c, &bot).await.unwrap();
 
     let db = rusqlite::Connection::open(&path).unwrap();
     db.execute(

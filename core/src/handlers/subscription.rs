@@ -375,7 +375,7 @@ impl SubscriptionHandler {
             return (refused, REFUSED);
         }
         let result: Result<String, RouteError> = async {
-            self.connections.subscribe(id, &bot).await?;
+            self.connections.subscribe(&connection, &bot).await?;
             self.pusher
                 .send(id, &message::connected(bot.as_str()))
                 .await?;

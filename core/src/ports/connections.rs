@@ -88,8 +88,10 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Removes the connection and every subscription it has. Removing an unknown id is fine.
     async fn remove(&self, id: &ConnectionId) -> Result<(), StoreError>;
 
-    /// Idempotent. The connection must exist (it was stored at `$connect`).
-    async fn subscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError>;
+    /// Idempotent. `connection` is the record as [`get`](Self::get) returned it (the caller
+    /// has just checked its token): its expiries go onto the subscription without a second
+    /// read. A connection no longer stored (removed meanwhile) or expired gets no subscription.
+    async fn subscribe(&self, connection: &Connection, bot: &BotId) -> Result<(), StoreError>;
 
     async fn unsubscribe(&self, id: &ConnectionId, bot: &BotId) -> Result<(), StoreError>;
 

@@ -54,14 +54,14 @@ pub async fn subscribers_are_found_by_bot(store: Arc<dyn ConnectionStore>) {
     for c in [&c1, &c2, &c3] {
         store.put(c).await.expect("put");
     }
-    store.subscribe(&c1.id, &a).await.expect("sub");
+    store.subscribe(&c1, &a).await.expect("sub");
     store
-        .subscribe(&c1.id, &a)
+        .subscribe(&c1, &a)
         .await
         .expect("subscribing twice is idempotent");
-    store.subscribe(&c1.id, &b).await.expect("sub");
-    store.subscribe(&c2.id, &a).await.expect("sub");
-    store.subscribe(&c3.id, &b).await.expect("sub");
+    store.subscribe(&c1, &b).await.expect("sub");
+    store.subscribe(&c2, &a).await.expect("sub");
+    store.subscribe(&c3, &b).await.expect("sub");
     assert_eq!(
         sorted(ids(store.subscribers(&a).await.expect("subs"))),
         sorted(vec![c1.id.clone(), c2.id.clone()])
@@ -96,9 +96,9 @@ pub async fn removing_a_connection_removes_its_subscriptions(store: Arc<dyn Conn
     for c in [&c1, &c2] {
         store.put(c).await.expect("put");
     }
-    store.subscribe(&c1.id, &a).await.expect("sub");
-    store.subscribe(&c1.id, &b).await.expect("sub");
-    store.subscribe(&c2.id, &a).await.expect("sub");
+    store.subscribe(&c1, &a).await.expect("sub");
+    store.subscribe(&c1, &b).await.expect("sub");
+    store.subscribe(&c2, &a).await.expect("sub");
     store.remove(&c1.id).await.expect("remove");
     assert_eq!(
         ids(store.subscribers(&a).await.expect("subs")),
@@ -117,7 +117,7 @@ pub async fn many_subscribers_of_one_bot(store: Arc<dyn ConnectionStore>) {
         let (store, bot) = (store.clone(), bot.clone());
         tasks.spawn(async move {
             store.put(&c).await?;
-            store.subscribe(&c.id, &bot).await
+            store.subscribe(&c, &bot).await
         });
     }
     while let Some(r) = tasks.join_next().await {
@@ -149,7 +149,7 @@ pub async fn subscribers_carry_their_token_expiry(store: Arc<dyn ConnectionStore
     let later = fresh_connection(&[&bot]);
     for c in [&soon, &later] {
         store.put(c).await.expect("put");
-        store.subscribe(&c.id, &bot).await.expect("sub");
+        store.subscribe(c, &bot).await.expect("sub");
     }
     let mut got = store.subscribers(&bot).await.expect("subs");
     got.sort();
