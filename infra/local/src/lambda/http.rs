@@ -59,8 +59,12 @@ struct Target {
 impl Target {
     async fn call(&self, peer: SocketAddr, req: Request) -> Response {
         let (parts, body) = req.into_parts();
-        let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-            return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+        // API Gateway takes up to 10 MB and then fails to invoke with more than the payload
+        // limit: the whole body is read first, so a sender still writing it gets the 413 and
+        // not a reset connection.
+        let body = match axum::body::to_bytes(body, relay_http::GATEWAY_BODY_LIMIT).await {
+            Ok(body) if body.len() <= MAX_BODY_BYTES => body,
+            _ => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
         };
         let path_parameters = path_parameters(&self.route_key, parts.uri.path());
         let event = event(
