@@ -1,5 +1,5 @@
-// ops.js: the operations view. Lists the sessions changed most recently (GET
-// /api/meeting-bot/sessions) and keeps each row live over one WebSocket with one subscription
+// ops.js: the operations view. Lists the sessions changed most recently (the client's
+// listSessions: GET /api/meeting-bot/sessions) and keeps each row live over one WebSocket with one subscription
 // per bot; shows the refused deliveries of the last hour by reason and charts deliveries per
 // second and webhook-to-browser latency from this relay's /metrics. No framework, no chart
 // library: DOM text and plain SVG (never innerHTML with data from the wire).
@@ -155,31 +155,24 @@ function onMessage(msg) {
 
 /** The sessions the relay has, newest first; new ones are added and subscribed. */
 async function refreshList() {
-  const tok = await currentToken();
-  if (!tok) return;
-  let res = await fetch(`/api/meeting-bot/sessions?limit=${MAX_BOTS}`, { headers: { authorization: `Bearer ${tok}` } });
-  if (res.status === 401 && development) {
-    const again = await currentToken({ fresh: true });
-    res = await fetch(`/api/meeting-bot/sessions?limit=${MAX_BOTS}`, { headers: { authorization: `Bearer ${again}` } });
-  }
-  const body = await res.json().catch(() => ({}));
-  if (res.status === 401) {
-    showNotice('notice', 'The token was refused (expired or not signed with this relay\'s client secret).');
-    $('token-form').hidden = false;
-    return;
-  }
-  if (res.status === 403) {
-    showNotice('notice', 'This token does not name every bot: mint one with relay token --bot \'*\'.');
-    $('token-form').hidden = false;
-    return;
-  }
-  if (!res.ok || !Array.isArray(body.sessions)) {
-    showNotice('notice', `Could not list the sessions: HTTP ${res.status} ${body.error ?? ''}`);
+  if (!token && !development) return;
+  let sessions;
+  try {
+    sessions = await ensureClient().listSessions({ limit: MAX_BOTS });
+  } catch (e) {
+    if (e.status === 401 || e.status === 403) {
+      showNotice('notice', e.status === 401
+        ? 'The token was refused (expired or not signed with this relay\'s client secret).'
+        : 'This token does not name every bot: mint one with relay token --bot \'*\'.');
+      $('token-form').hidden = false;
+    } else {
+      showNotice('notice', `Could not list the sessions: ${e.message ?? e}`);
+    }
     return;
   }
   showNotice('notice', null);
   const listed = new Set();
-  for (const snap of body.sessions.slice(0, MAX_BOTS)) {
+  for (const snap of sessions.slice(0, MAX_BOTS)) {
     if (typeof snap?.bot_id !== 'string') continue;
     listed.add(snap.bot_id);
     if (bots.has(snap.bot_id)) continue;

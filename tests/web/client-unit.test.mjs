@@ -407,6 +407,31 @@ test('unsubscribe stops delivery; helpers', async () => {
   assert.throws(() => new RelayClient({ url: 'ws://x/ws', WebSocket: class {} }), /token/);
 });
 
+test('listSessions lists the newest sessions with the token and rejects with the status', async () => {
+  const asked = [];
+  const snapshot = { type: 'status_update', bot_id: 'b1', status: 'recording', last_updated: '2026-12-01T10:00:00.000Z', session: {}, seq: 3 };
+  const answers = [
+    { status: 200, body: { sessions: [snapshot] } },
+    { status: 403, body: { error: 'the token does not allow this' } },
+  ];
+  const fetch = async (url, init) => {
+    asked.push({ url, auth: init.headers.authorization });
+    const a = answers.shift();
+    return { ok: a.status < 400, status: a.status, json: async () => a.body };
+  };
+  const h = harness({ fetch });
+  assert.deepEqual(await h.client.listSessions({ limit: 20 }), [snapshot]);
+  assert.deepEqual(asked[0], { url: 'http://relay.test/api/meeting-bot/sessions?limit=20', auth: 'Bearer tok' });
+  const refused = await h.client.listSessions().then(
+    () => null,
+    (e) => e,
+  );
+  assert.equal(refused?.status, 403);
+  assert.match(refused.message, /HTTP 403: the token does not allow this/);
+  assert.equal(asked[1].url, 'http://relay.test/api/meeting-bot/sessions');
+  h.client.close();
+});
+
 test('getArtifacts asks the relay for fresh URLs with the token, and says why when refused', async () => {
   const asked = [];
   const answers = [

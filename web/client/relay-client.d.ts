@@ -344,6 +344,17 @@ export declare class RelayClient {
   close(): void;
   /** Fresh artifact URLs of a bot, fetched from MeetingBaaS by the relay now (read scope). */
   getArtifacts(botId: string): Promise<Artifacts>;
+  /**
+   * The sessions changed most recently, open or final, newest first, each as a subscribe's
+   * snapshot (`GET /api/meeting-bot/sessions`; a token for every bot). Rejects with a
+   * `RelayHttpError` (its `status`: 401, 403, 400, 503…) when the relay refuses.
+   */
+  listSessions(options?: { limit?: number }): Promise<SnapshotMessage[]>;
+}
+
+/** What the REST helpers reject with when the relay answers an error. */
+export interface RelayHttpError extends Error {
+  status: number;
 }
 
 export default RelayClient;

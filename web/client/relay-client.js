@@ -761,7 +761,23 @@ export class RelayClient {
    * work for about four hours from `fetched_at`. Rejects with the relay's error reason.
    */
   async getArtifacts(botId) {
-    const url = `${this.httpBase}/api/meeting-bot/${encodeURIComponent(botId)}/artifacts`;
+    return this._getJson(`${this.httpBase}/api/meeting-bot/${encodeURIComponent(botId)}/artifacts`);
+  }
+
+  /**
+   * The sessions changed most recently, open or final, newest first (at most `limit`, 1 to
+   * 200, default 50), each as the snapshot a subscribe sends: what an operations view lists
+   * before it subscribes to each bot. Needs a token for every bot (`"bots": ["*"]`); a refusal
+   * rejects with an Error whose `status` is the HTTP status (403 for a token naming some bots).
+   */
+  async listSessions({ limit } = {}) {
+    const query = limit != null ? `?limit=${encodeURIComponent(limit)}` : '';
+    const body = await this._getJson(`${this.httpBase}/api/meeting-bot/sessions${query}`);
+    return Array.isArray(body.sessions) ? body.sessions : [];
+  }
+
+  /** A REST GET with the token (fetched again once on a 401); rejects with the reason. */
+  async _getJson(url) {
     let token = this._lastToken ?? (this._getToken ? await this._getToken() : null);
     let res = await this._fetch(url, { headers: { authorization: `Bearer ${token}` } });
     if (res.status === 401 && this._getToken) {
@@ -769,7 +785,11 @@ export class RelayClient {
       res = await this._fetch(url, { headers: { authorization: `Bearer ${token}` } });
     }
     const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}: ${body.error ?? ''}`);
+    if (!res.ok) {
+      const error = new Error(`GET ${url}: HTTP ${res.status}: ${body.error ?? ''}`);
+      error.status = res.status;
+      throw error;
+    }
     return body;
   }
 
