@@ -560,6 +560,21 @@ async fn the_sessions_route_lists_every_bot_newest_first(mode: Mode) {
     );
     assert!(first["session"]["last_updated"].is_string(), "{first}");
 
+    // The same list from the shell: `relay bots list`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["bots", "list", "--limit", "200", "--api-url", &relay.base])
+        .env("RELAY_CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .expect("run relay bots list");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(ours(&printed), want, "{printed}");
+
     let (status, body) = get(token(&["*"], 600), "?limit=2").await;
     assert_eq!(status, 200, "{body}");
     assert!(

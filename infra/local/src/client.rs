@@ -194,6 +194,15 @@ pub struct BotArgs {
     api: RelayApi,
 }
 
+#[derive(clap::Args)]
+pub struct BotsListArgs {
+    /// At most this many sessions (1 to 200).
+    #[arg(long, default_value_t = relay_core::handlers::api::SESSIONS_DEFAULT_LIMIT)]
+    limit: u32,
+    #[command(flatten)]
+    api: RelayApi,
+}
+
 /// Calls a control route with a short-lived (5 minutes) control token for `bots`.
 async fn control_call(
     api: &RelayApi,
@@ -281,6 +290,18 @@ pub async fn bot_artifacts(args: BotArgs) -> CliResult {
         &[bot.as_str()],
         Scope::Read,
         &format!("/api/meeting-bot/{bot}/artifacts"),
+        None,
+    )
+    .await
+}
+
+/// `relay bots list`: the sessions route, with a read token for every bot.
+pub async fn bots_list(args: BotsListArgs) -> CliResult {
+    relay_call(
+        &args.api,
+        &["*"],
+        Scope::Read,
+        &format!("/api/meeting-bot/sessions?limit={}", args.limit),
         None,
     )
     .await

@@ -75,6 +75,8 @@ enum BotsCommand {
     RetryCallback(client::BotArgs),
     /// Print a bot's fresh artifact URLs (video, audio, transcription), fetched now.
     Artifacts(client::BotArgs),
+    /// Print the sessions changed most recently, open or final, newest first.
+    List(client::BotsListArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +134,9 @@ fn main() -> ExitCode {
             Command::Bots {
                 command: BotsCommand::Artifacts(args),
             } => client::bot_artifacts(args).await,
+            Command::Bots {
+                command: BotsCommand::List(args),
+            } => client::bots_list(args).await,
             Command::Webhook {
                 command: WebhookCommand::SetAccountUrl(args),
             } => client::set_account_url(args).await,
