@@ -362,6 +362,7 @@ function drawChart(svg, lines, { from, to }) {
   }
   svg.dataset.points = String(drawn);
   svg.dataset.max = String(max);
+  svg.dataset.peak = String(Math.max(0, ...values));
   svg.replaceChildren(...children);
 }
 

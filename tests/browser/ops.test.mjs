@@ -132,10 +132,11 @@ describe('operations view', () => {
   it('charts deliveries per second and webhook-to-browser latency from /metrics', async () => {
     const { page } = browser;
     for (let i = 0; i < 8; i++) await post(b, i % 2 ? 'recording_paused' : 'recording_resumed');
+    // Two samples make the first point of each line, three its first segment.
     await page.waitForFunction(() => {
       const rate = document.getElementById('chart-rate');
       const latency = document.getElementById('chart-latency');
-      return Number(rate.dataset.max) > 0 && Number(rate.dataset.points) > 1 && Number(latency.dataset.max) > 0;
+      return Number(rate.dataset.peak) > 0 && rate.querySelector('polyline.all') && Number(latency.dataset.peak) > 0;
     }, null, { timeout: 10_000 });
     const lines = await page.$$eval('#chart-rate polyline.all', (ps) => ps.map((p) => p.getAttribute('points').split(' ').length));
     assert.ok(lines.some((k) => k > 1), `a line of the delivery rate: ${lines}`);
