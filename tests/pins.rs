@@ -147,17 +147,6 @@ async fn get_json(relay: &Relay, path: &str, token: &str) -> (u16, Value) {
     (status, v)
 }
 
-/// The `payload` member of a REST event, as the exact text the relay sent.
-fn raw_payload(event_text: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Out<'a> {
-        #[serde(borrow)]
-        payload: &'a serde_json::value::RawValue,
-    }
-    let out: Out = serde_json::from_str(event_text).expect("event JSON with a payload");
-    out.payload.get().to_owned()
-}
-
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .unwrap_or_else(|| panic!("not an object: {v}"))

@@ -107,17 +107,6 @@ async fn get_json(relay: &Relay, path: &str, token: &str) -> (u16, String, Value
     (status, text, v)
 }
 
-/// The `payload` member of a REST event, as the exact text the relay answered.
-fn raw_payload(event_text: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Out<'a> {
-        #[serde(borrow)]
-        payload: &'a serde_json::value::RawValue,
-    }
-    let out: Out = serde_json::from_str(event_text).expect("event JSON with a payload");
-    out.payload.get().to_owned()
-}
-
 async fn every_v2_fixture_is_stored_with_its_canonical_event(store: Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let relay = start(store, dir.path());

@@ -471,6 +471,17 @@ pub async fn post_webhook(
     (status, json, text)
 }
 
+/// The `payload` member of a REST event, as the exact text the relay answered.
+pub fn raw_payload(event_text: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Out<'a> {
+        #[serde(borrow)]
+        payload: &'a serde_json::value::RawValue,
+    }
+    let out: Out = serde_json::from_str(event_text).expect("event JSON with a payload");
+    out.payload.get().to_owned()
+}
+
 pub fn json_key_headers() -> Vec<(&'static str, String)> {
     vec![
         ("content-type", "application/json".to_owned()),

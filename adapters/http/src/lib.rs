@@ -323,6 +323,13 @@ macro_rules! bot_routes {
 
 bot_routes!(stop, resend, retry_callback, artifacts, status);
 
+/// A route's query, values percent-decoded, or the 400 when it does not parse.
+fn query_of<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|_| ApiError::BadRequest("the query string could not be parsed".into()))
+}
+
 /// The events route's query, values percent-decoded; parsed into numbers by the core.
 #[derive(Debug, Default, Deserialize)]
 struct EventsQuery {
@@ -340,8 +347,7 @@ async fn events(
         async {
             let claims = bearer(&api, &headers)?;
             let Path(bot) = path.map_err(|e| path_error(&e))?;
-            let Query(q) = query
-                .map_err(|_| ApiError::BadRequest("the query string could not be parsed".into()))?;
+            let q = query_of(query)?;
             let page = PageQuery::parse(q.since.as_deref(), q.limit.as_deref())?;
             api.events(&claims, &bot, page).await
         }
@@ -363,8 +369,7 @@ async fn sessions(
     Answer(
         async {
             let claims = bearer(&api, &headers)?;
-            let Query(q) = query
-                .map_err(|_| ApiError::BadRequest("the query string could not be parsed".into()))?;
+            let q = query_of(query)?;
             api.sessions(&claims, q.limit.as_deref()).await
         }
         .await,

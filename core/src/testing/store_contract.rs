@@ -439,6 +439,20 @@ pub async fn an_outcome_by_a_second_path_is_a_repeat(store: Arc<dyn EventStore>)
     assert_eq!((session.status, session.seq), (Status::Completed, 2));
 }
 
+/// An event of the account-level bot (no session lifecycle), received at `at`.
+async fn append_account_level_event(store: &dyn EventStore, at: chrono::DateTime<Utc>) {
+    let calendar = BotId::parse(crate::domain::payload::CALENDAR_BOT).expect("valid");
+    let mut event = new_event(
+        &calendar,
+        &format!("cal-{}", fresh_bot("k")),
+        EventKind::Unknown,
+        None,
+        "{}".into(),
+    );
+    event.received_at = at;
+    store.append(event).await.expect("append");
+}
+
 /// The open-session index: open sessions idle past the cut, oldest first, paged by cursor;
 /// a session leaves it when final, the account-level bot is never in it.
 pub async fn open_sessions_are_indexed_oldest_first(store: Arc<dyn EventStore>) {
@@ -483,20 +497,7 @@ pub async fn open_sessions_are_indexed_oldest_first(store: Arc<dyn EventStore>) 
         .append(status_event(&fresh, "j", "joining_call"))
         .await
         .expect("append");
-    let calendar = BotId::parse(crate::domain::payload::CALENDAR_BOT).expect("valid");
-    store
-        .append(at(
-            new_event(
-                &calendar,
-                &format!("cal-{}", fresh_bot("k")),
-                EventKind::Unknown,
-                None,
-                "{}".into(),
-            ),
-            hours(2),
-        ))
-        .await
-        .expect("append");
+    append_account_level_event(&*store, hours(2)).await;
 
     // Page through everything idle for 30 minutes, two at a time (other cases' bots and
     // earlier runs may be there too), keeping ours.
@@ -582,20 +583,7 @@ pub async fn recent_sessions_are_newest_first(store: Arc<dyn EventStore>) {
         ))
         .await
         .expect("append");
-    let calendar = BotId::parse(crate::domain::payload::CALENDAR_BOT).expect("valid");
-    store
-        .append(at(
-            new_event(
-                &calendar,
-                &format!("cal-{}", fresh_bot("k")),
-                EventKind::Unknown,
-                None,
-                "{}".into(),
-            ),
-            later(4),
-        ))
-        .await
-        .expect("append");
+    append_account_level_event(&*store, later(4)).await;
 
     // Other cases' bots (and earlier runs') may be there too: keep ours, in the order given.
     let mut listed = Vec::new();

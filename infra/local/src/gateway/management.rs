@@ -3,6 +3,7 @@
 //! calls, with API Gateway's answers and its check of who may call it.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
@@ -74,6 +75,25 @@ fn authorized_without_body(
         body: &[],
     };
     authorized(gw, peer, &signed)
+}
+
+/// A body-less request's answer when it is not authorized, else its connection id (410 for
+/// one that cannot exist).
+fn authorized_id(
+    gw: &Gateway,
+    peer: &SocketAddr,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    path: &ConnectionPath,
+) -> ControlFlow<Response, ConnectionId> {
+    if let Some(r) = authorized_without_body(gw, peer, method, uri, headers) {
+        return ControlFlow::Break(r);
+    }
+    match ConnectionId::parse(&path.id) {
+        Some(id) => ControlFlow::Continue(id),
+        None => ControlFlow::Break(gone()),
+    }
 }
 
 fn path_and_query(uri: &http::Uri) -> &str {
@@ -164,11 +184,9 @@ pub async fn get_connection(
     uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = authorized_without_body(&gw, &peer, &method, &uri, &headers) {
-        return r;
-    }
-    let Some(id) = ConnectionId::parse(&id.id) else {
-        return gone();
+    let id = match authorized_id(&gw, &peer, &method, &uri, &headers, &id) {
+        ControlFlow::Continue(id) => id,
+        ControlFlow::Break(r) => return r,
     };
     let Ok(sockets) = gw.sockets.lock() else {
         return gone();
@@ -195,11 +213,9 @@ pub async fn delete_connection(
     uri: http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = authorized_without_body(&gw, &peer, &method, &uri, &headers) {
-        return r;
-    }
-    let Some(id) = ConnectionId::parse(&id.id) else {
-        return gone();
+    let id = match authorized_id(&gw, &peer, &method, &uri, &headers, &id) {
+        ControlFlow::Continue(id) => id,
+        ControlFlow::Break(r) => return r,
     };
     if gw.close(&id) {
         StatusCode::NO_CONTENT.into_response()
