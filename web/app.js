@@ -3,8 +3,8 @@
 // relay's and MeetingBaaS's time; a repeat marked as one) and, at the end, its transcript. No
 // framework; DOM text only (never innerHTML with data from the wire).
 import { RelayClient, emptyBotState, isRepeat, meetingBaasTime, reduceBot } from '/relay-client.js';
+import { $, WS_URL, devToken, fmtTime, isDevelopment, showConnection } from '/page.js';
 
-const $ = (id) => document.getElementById(id);
 const el = {
   connection: $('connection'),
   botLabel: $('bot-label'),
@@ -38,18 +38,9 @@ const el = {
   transcript: $('transcript'),
 };
 
-const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 const MAX_ITEMS = 500; // timeline items kept (and remembered across a refresh)
 const MAX_TRANSCRIPT_SEGMENTS = 2000;
 const MAX_REMEMBERED_TRANSCRIPT = 200_000; // characters kept in sessionStorage
-
-const STATE_TEXT = {
-  idle: 'not connected',
-  connecting: 'connecting…',
-  open: 'live',
-  reconnecting: 'reconnecting…',
-  closed: 'closed',
-};
 
 const STATUS_TEXT = {
   starting: 'The bot is being started.',
@@ -110,20 +101,8 @@ function saveView() {
 
 // --- rendering -----------------------------------------------------------------------------
 
-function fmtTime(iso) {
-  if (!iso) return '—';
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return String(iso);
-  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-}
-
 function setConnection(state, detail = {}) {
-  el.connection.dataset.state = state;
-  let text = STATE_TEXT[state] ?? state;
-  if (state === 'reconnecting' && Number.isFinite(detail.delayMs)) {
-    text = `reconnecting in ${(detail.delayMs / 1000).toFixed(1)} s…`;
-  }
-  el.connection.textContent = text;
+  showConnection(el.connection, state, detail);
 }
 
 function showNotice(text) {
@@ -391,17 +370,6 @@ function onMessage(msg) {
 
 // --- tokens and wiring ---------------------------------------------------------------------
 
-async function devToken(bot) {
-  const res = await fetch('/api/dev/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ bot_id: bot }),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok || !body.token) throw new Error(body.error ?? `token: HTTP ${res.status}`);
-  return body.token;
-}
-
 function watch(bot, token) {
   if (client) client.close();
   client = null;
@@ -438,12 +406,7 @@ async function main() {
   const given = hashParams.get('token') || params.get('token') || '';
   el.bot.value = bot;
   el.token.value = given;
-  try {
-    const res = await fetch('/api/dev/info');
-    development = res.ok && (await res.json()).development === true;
-  } catch {
-    development = false;
-  }
+  development = await isDevelopment();
   el.testEvent.hidden = !development;
   if (development) {
     el.tokenHint.textContent = '(optional in development mode: the page gets one from /api/dev/token)';

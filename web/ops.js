@@ -1,17 +1,16 @@
 // ops.js: the operations view. Lists the sessions changed most recently (the client's
-// listSessions: GET /api/meeting-bot/sessions) and keeps each row live over one WebSocket with one subscription
-// per bot; shows the refused deliveries of the last hour by reason and charts deliveries per
+// listSessions: GET /api/meeting-bot/sessions) and keeps each row live over one WebSocket with
+// one subscription per bot; shows the refused deliveries of the last hour by reason and charts deliveries per
 // second and webhook-to-browser latency from this relay's /metrics. No framework, no chart
 // library: DOM text and plain SVG (never innerHTML with data from the wire).
 import { RelayClient, emptyBotState, reduceBot } from '/relay-client.js';
+import { $, WS_URL, devToken, fmtTime, isDevelopment, showConnection } from '/page.js';
 
-const $ = (id) => document.getElementById(id);
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const params = new URLSearchParams(location.search);
 const hashParams = new URLSearchParams(location.hash.replace(/^#/, ''));
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
-const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 /** How often /metrics is read and the list refreshed (`?poll=` and `?list=` in ms). */
 const METRICS_MS = clamp(Number(params.get('poll')) || 2000, 250, 60_000);
 const LIST_MS = clamp(Number(params.get('list')) || 5000, 250, 60_000);
@@ -19,14 +18,6 @@ const LIST_MS = clamp(Number(params.get('list')) || 5000, 250, 60_000);
 const MAX_BOTS = 50;
 /** Samples kept for the charts: five minutes at the default interval. */
 const MAX_SAMPLES = 151;
-
-const STATE_TEXT = {
-  idle: 'not connected',
-  connecting: 'connecting…',
-  open: 'live',
-  reconnecting: 'reconnecting…',
-  closed: 'closed',
-};
 
 /** Every webhook outcome that is not a stored delivery, with what it means to an operator. */
 const REFUSALS = [
@@ -47,22 +38,11 @@ const bots = new Map();
 
 // --- tokens --------------------------------------------------------------------------------
 
-async function devToken() {
-  const res = await fetch('/api/dev/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ bot_id: '*' }),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok || !body.token) throw new Error(body.error ?? `token: HTTP ${res.status}`);
-  return body.token;
-}
-
 /** The token in use; in development mode a fresh one is minted when there is none. */
 async function currentToken({ fresh = false } = {}) {
   if (token && !(fresh && development)) return token;
   if (!development) return '';
-  token = await devToken();
+  token = await devToken('*');
   return token;
 }
 
@@ -73,13 +53,6 @@ function showNotice(id, text) {
 }
 
 // --- the bots ------------------------------------------------------------------------------
-
-function fmtTime(iso) {
-  if (!iso) return '—';
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return String(iso);
-  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-}
 
 function updatedAt(state) {
   const t = Date.parse(state?.session?.last_updated ?? '');
@@ -200,13 +173,7 @@ function ensureClient() {
     // A fresh token for every connect in development mode; the given one otherwise.
     getToken: () => currentToken({ fresh: development }),
     onMessage,
-    onStatus: (state, detail = {}) => {
-      const el = $('connection');
-      el.dataset.state = state;
-      el.textContent = state === 'reconnecting' && Number.isFinite(detail.delayMs)
-        ? `reconnecting in ${(detail.delayMs / 1000).toFixed(1)} s…`
-        : (STATE_TEXT[state] ?? state);
-    },
+    onStatus: (state, detail) => showConnection($('connection'), state, detail),
     onError: (e) => console.warn('relay-client:', e),
     // The page wants each bot's session as it is now: a snapshot on every subscribe.
     storage: null,
@@ -450,12 +417,7 @@ async function pollMetrics() {
 
 async function main() {
   token = hashParams.get('token') || params.get('token') || '';
-  try {
-    const res = await fetch('/api/dev/info');
-    development = res.ok && (await res.json()).development === true;
-  } catch {
-    development = false;
-  }
+  development = await isDevelopment();
   $('token').value = token;
   $('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -37,6 +37,7 @@ const WEB_FILES = {
   'index.html': 'index.html',
   'app.js': 'app.js',
   'style.css': 'style.css',
+  'page.js': 'page.js',
   'ops.html': 'ops.html',
   'ops.js': 'ops.js',
   'ops.css': 'ops.css',

@@ -44,6 +44,12 @@ const FILES: &[(&str, &str, &str, &str)] = &[
         "text/css; charset=utf-8",
     ),
     (
+        "/page.js",
+        "page.js",
+        include_str!("../../../web/page.js"),
+        "text/javascript; charset=utf-8",
+    ),
+    (
         "/ops",
         "ops.html",
         include_str!("../../../web/ops.html"),
