@@ -181,6 +181,11 @@ fn server_messages_match_their_schemas() {
             "error",
             &message::error(code.as_str().unwrap(), "why"),
         );
+        assert_valid(
+            &doc,
+            "error",
+            &message::bot_error(code.as_str().unwrap(), "why", BOT),
+        );
     }
 }
 
@@ -201,8 +206,14 @@ fn error_codes_in_the_code_are_documented() {
     ];
     let mut found = Vec::new();
     for src in sources {
-        // `Refusal::new("code", …)`, `refuse(id, "code", …)`, `message::error("code", …)`.
-        for marker in ["Refusal::new(", "message::error(", ".refuse("] {
+        // `Refusal::new("code", …)`, `refuse(id, "code", …)`, `message::error("code", …)`,
+        // `message::bot_error("code", …)`.
+        for marker in [
+            "Refusal::new(",
+            "message::error(",
+            "message::bot_error(",
+            ".refuse(",
+        ] {
             for (i, _) in src.match_indices(marker) {
                 let rest = &src[i + marker.len()..];
                 let Some(q) = rest.find('"') else { continue };

@@ -384,6 +384,26 @@ test('token_expired from the server gets a new connection with a fresh token', a
   h.client.close();
 });
 
+test('unavailable naming a confirmed bot: the subscribe is sent again, the other bot is left alone', async () => {
+  const h = harness();
+  h.client.subscribe('b1', { since: 0 });
+  h.client.subscribe('b2', { since: 0 });
+  await h.clock.flush();
+  h.sockets[0].open();
+  h.sockets[0].receive({ type: 'connected', bot_id: 'b1' });
+  h.sockets[0].receive({ type: 'connected', bot_id: 'b2' });
+  const before = h.sockets[0].subscribes().length;
+  h.sockets[0].receive({ type: 'error', code: 'unavailable', message: 'try again', bot_id: 'b1' });
+  await h.clock.advance(60_000);
+  const again = h.sockets[0].subscribes().slice(before);
+  assert.deepEqual(
+    again.map((m) => m.bot_id),
+    ['b1'],
+    'only the failed bot is asked for again',
+  );
+  h.client.close();
+});
+
 test('unsubscribe stops delivery; helpers', async () => {
   const h = harness();
   h.client.subscribe('b1', { since: 0 });

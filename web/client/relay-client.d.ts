@@ -135,6 +135,8 @@ export interface ErrorMessage {
     | 'bad_message'
     | 'unavailable';
   message: string;
+  /** The bot the refused subscribe or unsubscribe named, when it named a valid one. */
+  bot_id?: string;
 }
 
 export type RelayMessage =

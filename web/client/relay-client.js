@@ -641,7 +641,9 @@ export class RelayClient {
       // The connection's token is no longer good: a new connection, with a fresh token.
       if (this._conn === conn && !this._pending) this._dial();
     } else if (msg.code === 'unavailable') {
-      // A subscribe failed on the server side: ask again for the bots not confirmed yet.
+      // A subscribe failed on the server side (after its `connected`, when the error names the
+      // bot): ask again for the bots not confirmed yet.
+      if (typeof msg.bot_id === 'string') conn.confirmed.delete(msg.bot_id);
       const delay = Math.max(250, backoffDelay(this._attempt, { ...this.options, random: this._random }));
       this._timer(conn, delay, () => {
         for (const b of this._bots.values()) if (!conn.confirmed.has(b.id)) this._sendSubscribe(conn, b);

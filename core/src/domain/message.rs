@@ -33,6 +33,11 @@ pub fn error(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
+/// [`error`] about one bot's subscribe: a client watching several knows which to ask again.
+pub fn bot_error(code: &str, message: &str, bot_id: &str) -> String {
+    json!({"type": "error", "code": code, "message": message, "bot_id": bot_id}).to_string()
+}
+
 /// The snapshot sent after a subscribe; `None`: the bot has no session yet.
 pub fn snapshot(bot_id: &str, session: Option<&Session>) -> String {
     snapshot_value(bot_id, session).to_string()

@@ -322,12 +322,19 @@ impl SubscriptionHandler {
         text: &str,
         bot: Option<BotId>,
     ) -> RouteOutcome {
-        let _ = self.pusher.send(id, &message::error(code, text)).await;
+        let text = match &bot {
+            Some(b) => message::bot_error(code, text, b.as_str()),
+            None => message::error(code, text),
+        };
+        let _ = self.pusher.send(id, &text).await;
         RouteOutcome::ok(format!("refused: {code}"), bot)
     }
 
-    /// Registers the subscription first, then reads the replay range: an event stored in
-    /// between is both replayed and fanned out, never neither (the client drops the repeat).
+    /// Says `connected` first, so it is the first message about the bot on this connection: the
+    /// fan-out cannot reach the connection for the bot before the subscription is stored. Then
+    /// registers the subscription, then reads the replay range: an event stored in between is
+    /// both replayed and fanned out, never neither (the client drops the repeat). A failure
+    /// after `connected` is an `unavailable` error naming the bot, so the client asks again.
     /// Also returns the `outcome` it is counted under ([`m::SUBSCRIBES`]).
     async fn subscribe(
         &self,
@@ -375,10 +382,10 @@ impl SubscriptionHandler {
             return (refused, REFUSED);
         }
         let result: Result<String, RouteError> = async {
-            self.connections.subscribe(&connection, &bot).await?;
             self.pusher
                 .send(id, &message::connected(bot.as_str()))
                 .await?;
+            self.connections.subscribe(&connection, &bot).await?;
             match since {
                 None => {
                     let session = self.events.session(&bot).await?;
@@ -420,7 +427,10 @@ impl SubscriptionHandler {
             Err(e) => {
                 let _ = self
                     .pusher
-                    .send(id, &message::error("unavailable", "try again"))
+                    .send(
+                        id,
+                        &message::bot_error("unavailable", "try again", bot.as_str()),
+                    )
                     .await;
                 (RouteOutcome::status(500, e.to_string(), Some(bot)), FAILED)
             }
