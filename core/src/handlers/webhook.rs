@@ -276,6 +276,35 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// What `relay serve --lambda-endpoint` counts from the webhook function's answers is what
+    /// the handler counts itself.
+    #[test]
+    fn each_answer_reads_back_as_the_outcome_it_was_counted_under() {
+        for e in [
+            WebhookError::UnsupportedMediaType,
+            WebhookError::UnsupportedEncoding("gzip".into()),
+            WebhookError::TooLarge,
+            WebhookError::Unauthorized(AuthError::Missing),
+            WebhookError::BadPayload(PayloadError::NotObject),
+            WebhookError::Store(StoreError::Unavailable("down".into())),
+            WebhookError::Store(StoreError::Corrupt("bad".into())),
+        ] {
+            assert_eq!(
+                WebhookOutcome::of_answer(e.status().as_u16(), false),
+                e.outcome(),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            WebhookOutcome::of_answer(200, false),
+            WebhookOutcome::Accepted
+        );
+        assert_eq!(
+            WebhookOutcome::of_answer(200, true),
+            WebhookOutcome::Duplicate
+        );
+    }
+
     #[test]
     fn only_identity_content_encoding_is_accepted() {
         let mut h = HeaderMap::new();

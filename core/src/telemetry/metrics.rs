@@ -71,6 +71,22 @@ impl WebhookOutcome {
             WebhookOutcome::Error => "error",
         }
     }
+
+    /// The outcome an answer of the webhook route stands for, read from outside the function that
+    /// gave it (`relay serve --lambda-endpoint`, in front of the webhook function): its status
+    /// and, for a 2xx, the answer's `duplicate` flag. Each outcome has its own status.
+    pub fn of_answer(status: u16, duplicate: bool) -> WebhookOutcome {
+        match status {
+            200..=299 if duplicate => WebhookOutcome::Duplicate,
+            200..=299 => WebhookOutcome::Accepted,
+            400 => WebhookOutcome::BadRequest,
+            401 => WebhookOutcome::Unauthorized,
+            413 => WebhookOutcome::TooLarge,
+            415 => WebhookOutcome::UnsupportedMediaType,
+            503 => WebhookOutcome::Unavailable,
+            _ => WebhookOutcome::Error,
+        }
+    }
 }
 
 /// Counts one webhook answer. The handler counts its own; the HTTP surface and the webhook

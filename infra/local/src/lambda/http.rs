@@ -17,6 +17,8 @@ use base64::Engine;
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 
+use relay_core::telemetry::metrics::{self as m, WebhookOutcome};
+
 use super::{Deployment, Invoker};
 
 /// Lambda's synchronous invocation payload limit (6 MB) less the event's own fields: a bigger
@@ -35,6 +37,7 @@ pub fn router(deployment: &Deployment, invoker: Invoker) -> Result<Router, Strin
             function: route.function.clone(),
             route_key: format!("{} {}", route.method, route.path),
             invoker: invoker.clone(),
+            counts_webhooks: route.method == "POST" && route.path == relay_http::WEBHOOK_PATH,
         });
         let handler = move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
             let target = target.clone();
@@ -54,17 +57,32 @@ struct Target {
     function: String,
     route_key: String,
     invoker: Invoker,
+    /// The webhook route: its answers are counted here as [`m::WEBHOOKS`], as the handler
+    /// counts them in-process, so `GET /metrics` and the operations view see the deliveries the
+    /// function answered (its own EMF lines count the same answers on AWS).
+    counts_webhooks: bool,
 }
 
 impl Target {
     async fn call(&self, peer: SocketAddr, req: Request) -> Response {
+        let (status, duplicate, answer) = self.answer(peer, req).await;
+        if self.counts_webhooks {
+            m::webhook(WebhookOutcome::of_answer(status.as_u16(), duplicate));
+        }
+        answer
+    }
+
+    /// The answer, with its status and whether it is a 2xx that says `"duplicate": true`.
+    async fn answer(&self, peer: SocketAddr, req: Request) -> (StatusCode, bool, Response) {
+        let gateway =
+            |status: StatusCode, message: &str| (status, false, gateway_error(status, message));
         let (parts, body) = req.into_parts();
         // API Gateway takes up to 10 MB and then fails to invoke with more than the payload
         // limit: the whole body is read first, so a sender still writing it gets the 413 and
         // not a reset connection.
         let body = match axum::body::to_bytes(body, relay_http::GATEWAY_BODY_LIMIT).await {
             Ok(body) if body.len() <= MAX_BODY_BYTES => body,
-            _ => return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+            _ => return gateway(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
         };
         let path_parameters = path_parameters(&self.route_key, parts.uri.path());
         let event = event(
@@ -77,20 +95,24 @@ impl Target {
         );
         match self.invoker.invoke(&self.function, &event).await {
             Ok(result) => match serde_json::from_slice::<ApiGatewayV2httpResponse>(&result) {
-                Ok(resp) => response(resp),
+                Ok(resp) => {
+                    let duplicate = self.counts_webhooks && says_duplicate(&resp);
+                    let answer = response(resp);
+                    (answer.status(), duplicate, answer)
+                }
                 Err(e) => {
                     tracing::error!(function = self.function, error = %e, "the function's answer is not an HTTP API response");
-                    gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                    gateway(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
                 }
             },
             // An HTTP API answers an integration timeout with 503, other failures with 500.
             Err(super::InvokeError::Timeout) => {
                 tracing::error!(function = self.function, "invocation timed out");
-                gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                gateway(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
             Err(e) => {
                 tracing::error!(function = self.function, error = %e, "invocation failed");
-                gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                gateway(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
         }
     }
@@ -209,6 +231,24 @@ fn event(
 /// string has no parameters; the function still gets it raw).
 fn url_pairs(raw: &str) -> Vec<(String, String)> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw).unwrap_or_default()
+}
+
+/// A 2xx whose JSON body says `"duplicate": true` (the webhook's answer to a redelivery).
+fn says_duplicate(resp: &ApiGatewayV2httpResponse) -> bool {
+    let text: std::borrow::Cow<'_, [u8]> = match &resp.body {
+        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
+            match base64::engine::general_purpose::STANDARD.decode(t.as_bytes()) {
+                Ok(b) => b.into(),
+                Err(_) => return false,
+            }
+        }
+        Some(LambdaBody::Text(t)) => t.as_bytes().into(),
+        Some(LambdaBody::Binary(b)) => b.as_slice().into(),
+        _ => return false,
+    };
+    (200..300).contains(&resp.status_code)
+        && serde_json::from_slice::<Value>(&text)
+            .is_ok_and(|v| v.get("duplicate") == Some(&Value::Bool(true)))
 }
 
 /// The function's answer as API Gateway gives it to the client.
