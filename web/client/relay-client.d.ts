@@ -135,7 +135,7 @@ export interface ErrorMessage {
     | 'bad_message'
     | 'unavailable';
   message: string;
-  /** The bot the refused subscribe or unsubscribe named, when it named a valid one. */
+  /** On `unavailable` only: the bot whose subscribe failed after its `connected`; subscribe again. */
   bot_id?: string;
 }
 

@@ -80,8 +80,9 @@ impl ConnectionStore for Flaky {
     }
 }
 
-/// Connects, subscribes to a fresh bot and returns what was pushed.
-async fn subscribe_once(fail_subscribe: bool) -> (BotId, Vec<(Value, bool)>) {
+/// Connects with a token for a fresh bot, subscribes to it (or, `to_another`, to a bot the token
+/// does not name) and returns what was pushed.
+async fn subscribe_once(fail_subscribe: bool, to_another: bool) -> (BotId, Vec<(Value, bool)>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let connections: Arc<dyn ConnectionStore> = Arc::new(Flaky {
         inner: SqliteConnections::open(&dir.path().join("connections.sqlite3")).expect("open"),
@@ -115,7 +116,12 @@ async fn subscribe_once(fail_subscribe: bool) -> (BotId, Vec<(Value, bool)>) {
         .handle(request(WsRoute::Connect { token: Some(token) }))
         .await;
     assert_eq!(reply.status, 200, "connect accepted");
-    let frame = json!({"action": "subscribe", "bot_id": bot.as_str()}).to_string();
+    let target = if to_another {
+        fresh_bot("other")
+    } else {
+        bot.clone()
+    };
+    let frame = json!({"action": "subscribe", "bot_id": target.as_str()}).to_string();
     handler.handle(request(WsRoute::Message(frame))).await;
     let sent = pusher.sent.lock().expect("sent").clone();
     (bot, sent)
@@ -123,7 +129,7 @@ async fn subscribe_once(fail_subscribe: bool) -> (BotId, Vec<(Value, bool)>) {
 
 #[tokio::test]
 async fn connected_is_sent_before_the_subscription_exists_then_the_snapshot() {
-    let (bot, sent) = subscribe_once(false).await;
+    let (bot, sent) = subscribe_once(false, false).await;
     let kinds: Vec<(&str, bool)> = sent
         .iter()
         .map(|(m, subscribed)| (m["type"].as_str().unwrap_or_default(), *subscribed))
@@ -141,13 +147,25 @@ async fn connected_is_sent_before_the_subscription_exists_then_the_snapshot() {
 
 #[tokio::test]
 async fn a_failed_subscription_after_connected_is_unavailable_naming_the_bot() {
-    let (bot, sent) = subscribe_once(true).await;
+    let (bot, sent) = subscribe_once(true, false).await;
     let messages: Vec<Value> = sent.into_iter().map(|(m, _)| m).collect();
     assert_eq!(
         messages,
         vec![
             json!({"type": "connected", "bot_id": bot.as_str()}),
             json!({"type": "error", "code": "unavailable", "message": "try again", "bot_id": bot.as_str()}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_subscribe_is_the_plain_error_and_no_connected() {
+    let (_, sent) = subscribe_once(false, true).await;
+    let messages: Vec<Value> = sent.into_iter().map(|(m, _)| m).collect();
+    assert_eq!(
+        messages,
+        vec![
+            json!({"type": "error", "code": "forbidden", "message": "the token does not allow this bot"})
         ]
     );
 }

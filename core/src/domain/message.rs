@@ -33,7 +33,8 @@ pub fn error(code: &str, message: &str) -> String {
     json!({"type": "error", "code": code, "message": message}).to_string()
 }
 
-/// [`error`] about one bot's subscribe: a client watching several knows which to ask again.
+/// [`error`] naming the bot whose subscribe failed after its `connected` (`unavailable`): a
+/// client watching several knows which to ask again. Refusals keep the plain shape.
 pub fn bot_error(code: &str, message: &str, bot_id: &str) -> String {
     json!({"type": "error", "code": code, "message": message, "bot_id": bot_id}).to_string()
 }

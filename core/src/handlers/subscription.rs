@@ -322,11 +322,7 @@ impl SubscriptionHandler {
         text: &str,
         bot: Option<BotId>,
     ) -> RouteOutcome {
-        let text = match &bot {
-            Some(b) => message::bot_error(code, text, b.as_str()),
-            None => message::error(code, text),
-        };
-        let _ = self.pusher.send(id, &text).await;
+        let _ = self.pusher.send(id, &message::error(code, text)).await;
         RouteOutcome::ok(format!("refused: {code}"), bot)
     }
 
