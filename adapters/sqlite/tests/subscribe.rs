@@ -127,6 +127,10 @@ async fn subscribe_once(fail_subscribe: bool, to_another: bool) -> (BotId, Vec<(
     (bot, sent)
 }
 
+fn messages(sent: Vec<(Value, bool)>) -> Vec<Value> {
+    sent.into_iter().map(|(m, _)| m).collect()
+}
+
 #[tokio::test]
 async fn connected_is_sent_before_the_subscription_exists_then_the_snapshot() {
     let (bot, sent) = subscribe_once(false, false).await;
@@ -148,9 +152,8 @@ async fn connected_is_sent_before_the_subscription_exists_then_the_snapshot() {
 #[tokio::test]
 async fn a_failed_subscription_after_connected_is_unavailable_naming_the_bot() {
     let (bot, sent) = subscribe_once(true, false).await;
-    let messages: Vec<Value> = sent.into_iter().map(|(m, _)| m).collect();
     assert_eq!(
-        messages,
+        messages(sent),
         vec![
             json!({"type": "connected", "bot_id": bot.as_str()}),
             json!({"type": "error", "code": "unavailable", "message": "try again", "bot_id": bot.as_str()}),
@@ -161,9 +164,8 @@ async fn a_failed_subscription_after_connected_is_unavailable_naming_the_bot() {
 #[tokio::test]
 async fn a_refused_subscribe_is_the_plain_error_and_no_connected() {
     let (_, sent) = subscribe_once(false, true).await;
-    let messages: Vec<Value> = sent.into_iter().map(|(m, _)| m).collect();
     assert_eq!(
-        messages,
+        messages(sent),
         vec![
             json!({"type": "error", "code": "forbidden", "message": "the token does not allow this bot"})
         ]

@@ -65,17 +65,19 @@ struct Target {
 
 impl Target {
     async fn call(&self, peer: SocketAddr, req: Request) -> Response {
-        let (status, duplicate, answer) = self.answer(peer, req).await;
+        let (answer, duplicate) = self.answer(peer, req).await;
         if self.counts_webhooks {
-            m::webhook(WebhookOutcome::of_answer(status.as_u16(), duplicate));
+            m::webhook(WebhookOutcome::of_answer(
+                answer.status().as_u16(),
+                duplicate,
+            ));
         }
         answer
     }
 
-    /// The answer, with its status and whether it is a 2xx that says `"duplicate": true`.
-    async fn answer(&self, peer: SocketAddr, req: Request) -> (StatusCode, bool, Response) {
-        let gateway =
-            |status: StatusCode, message: &str| (status, false, gateway_error(status, message));
+    /// The answer, and whether it is a 2xx that says `"duplicate": true`.
+    async fn answer(&self, peer: SocketAddr, req: Request) -> (Response, bool) {
+        let gateway = |status: StatusCode, message: &str| (gateway_error(status, message), false);
         let (parts, body) = req.into_parts();
         // API Gateway takes up to 10 MB and then fails to invoke with more than the payload
         // limit: the whole body is read first, so a sender still writing it gets the 413 and
@@ -95,11 +97,13 @@ impl Target {
         );
         match self.invoker.invoke(&self.function, &event).await {
             Ok(result) => match serde_json::from_slice::<ApiGatewayV2httpResponse>(&result) {
-                Ok(resp) => {
-                    let duplicate = self.counts_webhooks && says_duplicate(&resp);
-                    let answer = response(resp);
-                    (answer.status(), duplicate, answer)
-                }
+                Ok(mut resp) => match take_body(&mut resp) {
+                    Some(body) => {
+                        let duplicate = self.counts_webhooks && says_duplicate(&resp, &body);
+                        (response(resp, body), duplicate)
+                    }
+                    None => gateway(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+                },
                 Err(e) => {
                     tracing::error!(function = self.function, error = %e, "the function's answer is not an HTTP API response");
                     gateway(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -233,47 +237,36 @@ fn url_pairs(raw: &str) -> Vec<(String, String)> {
     serde_urlencoded::from_str::<Vec<(String, String)>>(raw).unwrap_or_default()
 }
 
-/// A 2xx whose JSON body says `"duplicate": true` (the webhook's answer to a redelivery).
-fn says_duplicate(resp: &ApiGatewayV2httpResponse) -> bool {
-    let text: std::borrow::Cow<'_, [u8]> = match &resp.body {
+/// The function's body with any base64 undone (`None`: base64 that does not decode, which API
+/// Gateway answers with a 500).
+fn take_body(resp: &mut ApiGatewayV2httpResponse) -> Option<Vec<u8>> {
+    match resp.body.take() {
         Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
-            match base64::engine::general_purpose::STANDARD.decode(t.as_bytes()) {
-                Ok(b) => b.into(),
-                Err(_) => return false,
-            }
+            base64::engine::general_purpose::STANDARD
+                .decode(t.as_bytes())
+                .ok()
         }
-        Some(LambdaBody::Text(t)) => t.as_bytes().into(),
-        Some(LambdaBody::Binary(b)) => b.as_slice().into(),
-        _ => return false,
-    };
+        Some(LambdaBody::Text(t)) => Some(t.into_bytes()),
+        Some(LambdaBody::Binary(b)) => Some(b),
+        _ => Some(Vec::new()),
+    }
+}
+
+/// A 2xx whose JSON body says `"duplicate": true` (the webhook's answer to a redelivery).
+fn says_duplicate(resp: &ApiGatewayV2httpResponse, body: &[u8]) -> bool {
     (200..300).contains(&resp.status_code)
-        && serde_json::from_slice::<Value>(&text)
+        && serde_json::from_slice::<Value>(body)
             .is_ok_and(|v| v.get("duplicate") == Some(&Value::Bool(true)))
 }
 
-/// The function's answer as API Gateway gives it to the client.
-fn response(resp: ApiGatewayV2httpResponse) -> Response {
+/// The function's answer (its body taken out by [`take_body`]) as API Gateway gives it to the
+/// client.
+fn response(resp: ApiGatewayV2httpResponse, body: Vec<u8>) -> Response {
     let status = u16::try_from(resp.status_code)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = match resp.body {
-        Some(LambdaBody::Text(t)) if resp.is_base64_encoded => {
-            match base64::engine::general_purpose::STANDARD.decode(t.as_bytes()) {
-                Ok(b) => Body::from(b),
-                Err(_) => {
-                    return gateway_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Internal Server Error",
-                    );
-                }
-            }
-        }
-        Some(LambdaBody::Text(t)) => Body::from(t),
-        Some(LambdaBody::Binary(b)) => Body::from(b),
-        _ => Body::empty(),
-    };
-    let mut out = Response::new(body);
+    let mut out = Response::new(Body::from(body));
     *out.status_mut() = status;
     let headers = out.headers_mut();
     for (name, value) in &resp.headers {
